@@ -1,0 +1,189 @@
+"""Tabular Q-learning over NSC (CVPR 2018, sec. 3.2 and 4.2); no torch, no MPI.
+
+Used as a library through `bqnn.strategies`; bench/agent.py times it.
+
+A block is a trajectory s_0 = START -> s_1 = row 1 -> ... -> s_T = terminal row;
+the action taken in s_{t-1} is row t. After a block of T rows earns reward r_T
+(eq. 7), its transitions are updated from the end (eq. 3-6):
+
+    Q(s_{T-1}, a_T) <- (1-a) Q + a r_T
+    Q(s_t, a_{t+1}) <- (1-a) Q + a [r_T/T + g max_a' Q(s_{t+1}, a')],  t = T-2 .. 0
+
+with a = 0.01, g = 1 and the shaped intermediate reward r_T/T (eq. 6; with
+`shaped = False` the intermediate reward is 0, as in MetaQNN). Unvisited pairs
+hold `q_init`. Sampling is e-greedy per step over the legal actions of
+`space.Space`; greedy ties are broken uniformly at random. Replay: every
+evaluated block is remembered with its reward; `replay()` samples
+`replay_samples` of them and updates each again.
+
+Determinism: two numpy generators seeded from one seed, one for sampling and one
+for replay, so random search with the same seed draws exactly the blocks the
+agent draws during its e = 1 phase (the paper's fairness condition, Appendix A).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .nsc import NSC, Layer, Op, from_array, to_array
+from .space import START, Space
+
+# Table 2 of the CVPR paper: (epsilon, iterations); 178 iterations in all.
+PAPER_SCHEDULE: tuple[tuple[float, int], ...] = (
+    (1.0, 95), (0.9, 7), (0.8, 7), (0.7, 7), (0.6, 10), (0.5, 10), (0.4, 10), (0.3, 10), (0.2, 10), (0.1, 12),
+)
+
+
+@dataclass(frozen=True)
+class EpsilonSchedule:
+    stages: tuple[tuple[float, int], ...] = PAPER_SCHEDULE
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError("search.schedule is empty: give [[epsilon, iterations], ...]")
+        for eps, count in self.stages:
+            if not 0.0 <= eps <= 1.0 or count < 1:
+                raise ValueError(f"search.schedule entry [{eps}, {count}]: epsilon must be in [0, 1], iterations >= 1")
+
+    @property
+    def total(self) -> int:
+        return sum(count for _, count in self.stages)
+
+    def epsilon(self, iteration: int) -> float:
+        """Epsilon of a 0-based iteration."""
+        for eps, count in self.stages:
+            if iteration < count:
+                return eps
+            iteration -= count
+        raise IndexError("iteration beyond the schedule")
+
+
+class QLearningAgent:
+    def __init__(
+        self,
+        space: Space,
+        seed: int,
+        alpha: float = 0.01,
+        gamma: float = 1.0,
+        q_init: float = 0.0,
+        shaped: bool = True,
+        replay_samples: int = 64,
+    ) -> None:
+        self.space = space
+        self.alpha, self.gamma, self.q_init, self.shaped = alpha, gamma, q_init, shaped
+        self.replay_samples = replay_samples
+        sample_seq, replay_seq = np.random.SeedSequence(seed).spawn(2)
+        self.rng = np.random.Generator(np.random.PCG64(sample_seq))
+        self.replay_rng = np.random.Generator(np.random.PCG64(replay_seq))
+        self.q: dict[Layer, dict[Layer, float]] = {}
+        self.memory: dict[NSC, float] = {}  # replay memory, insertion ordered
+        self.updates = 0
+
+    # ------------------------------------------------------------ sampling
+    def sample(self, epsilon: float) -> NSC:
+        """One block, e-greedy at every step."""
+        rows: list[Layer] = []
+        state = START
+        while True:
+            actions = self.space.actions(state)
+            explore = self.rng.random() < epsilon  # drawn every step, so streams match across strategies
+            action = actions[self.rng.integers(len(actions))] if explore else self._greedy(state, actions)
+            rows.append(action)
+            if action.type == Op.TERMINAL:
+                return tuple(rows)
+            state = action
+
+    def greedy_block(self) -> NSC:
+        """The block the current Q-table prefers (e = 0); ties broken by the sampling generator."""
+        return self.sample(0.0)
+
+    def _greedy(self, state: Layer, actions: Sequence[Layer]) -> Layer:
+        qs = self.q.get(state, {})
+        unvisited = len(actions) - len(qs)  # these hold q_init
+        best = max(qs.values(), default=-np.inf)
+        if unvisited:
+            best = max(best, self.q_init)
+        visited_ties = sorted(a for a, v in qs.items() if v == best)
+        unvisited_ties = unvisited if unvisited and self.q_init == best else 0
+        n = len(visited_ties) + unvisited_ties
+        pick = int(self.rng.integers(n)) if n > 1 else 0
+        if pick < len(visited_ties):
+            return visited_ties[pick]
+        while True:  # a uniformly random unvisited action
+            action = actions[self.rng.integers(len(actions))]
+            if action not in qs:
+                return action
+
+    # ------------------------------------------------------------- updates
+    def value(self, state: Layer, action: Layer) -> float:
+        return self.q.get(state, {}).get(action, self.q_init)
+
+    def max_value(self, state: Layer) -> float:
+        qs = self.q.get(state)
+        if not qs:
+            return self.q_init
+        best = max(qs.values())
+        if len(qs) < self.space.n_actions(state):
+            best = max(best, self.q_init)
+        return best
+
+    def update(self, nsc: NSC, reward: float) -> None:
+        """eq. 3-6 for every transition of one block, from the terminal backwards."""
+        T = len(nsc)
+        a = self.alpha
+        shaped = reward / T if self.shaped else 0.0
+        states = (START,) + tuple(nsc)
+        for t in range(T - 1, -1, -1):  # transition s_t -> s_{t+1} by action nsc[t]
+            s, act = states[t], nsc[t]
+            target = reward if t == T - 1 else shaped + self.gamma * self.max_value(states[t + 1])
+            row = self.q.setdefault(s, {})
+            row[act] = (1 - a) * row.get(act, self.q_init) + a * target
+        self.updates += 1
+
+    def remember(self, nsc: NSC, reward: float) -> None:
+        self.memory[nsc] = reward
+
+    def replay(self) -> int:
+        """Sample `replay_samples` remembered blocks and update with each; returns the count."""
+        if not self.memory or self.replay_samples <= 0:
+            return 0
+        keys = list(self.memory)
+        n = self.replay_samples
+        picks = self.replay_rng.choice(len(keys), size=n, replace=len(keys) < n)
+        for i in picks:
+            self.update(keys[i], self.memory[keys[i]])
+        return n
+
+    # --------------------------------------------------------------- state
+    def state_arrays(self, max_index: int) -> dict[str, np.ndarray]:
+        pairs = [(s, a, v) for s, row in self.q.items() for a, v in row.items()]
+        mem = list(self.memory.items())
+        return {
+            "q_state": np.array([p[0] for p in pairs], dtype=np.int16).reshape(-1, 5),
+            "q_action": np.array([p[1] for p in pairs], dtype=np.int16).reshape(-1, 5),
+            "q_value": np.array([p[2] for p in pairs], dtype=np.float64),
+            "replay_nsc": np.stack([to_array(n, max_index) for n, _ in mem]) if mem else np.zeros((0, max_index, 5), np.int16),
+            "replay_reward": np.array([r for _, r in mem], dtype=np.float64),
+        }
+
+    def state_attrs(self) -> dict[str, str | int]:
+        return {
+            "rng_sample": json.dumps(self.rng.bit_generator.state),
+            "rng_replay": json.dumps(self.replay_rng.bit_generator.state),
+            "updates": self.updates,
+        }
+
+    def load_state(self, arrays: dict[str, np.ndarray], attrs: dict) -> None:
+        self.q = {}
+        for s, a, v in zip(arrays["q_state"].tolist(), arrays["q_action"].tolist(), arrays["q_value"].tolist()):
+            self.q.setdefault(Layer(*s), {})[Layer(*a)] = float(v)
+        self.memory = {
+            from_array(n, self.space.max_index): float(r)
+            for n, r in zip(arrays["replay_nsc"], arrays["replay_reward"].tolist())
+        }
+        self.rng.bit_generator.state = json.loads(attrs["rng_sample"])
+        self.replay_rng.bit_generator.state = json.loads(attrs["rng_replay"])
+        self.updates = int(attrs["updates"])

@@ -1,0 +1,258 @@
+"""The search state in one HDF5 file, `DIR/search.h5`, written atomically.
+
+Used as a library by the master and by `python -m bqnn.report DIR`; readable
+with `h5dump -H DIR/search.h5`. Layout (docs/hdf5.md):
+
+    /                 attrs: format, schema_version, config (JSON), versions (JSON),
+                      strategy, iteration (next to run), iterations_total, next_id,
+                      elapsed (seconds, all runs), runs, updated (ISO time), world_size
+    /candidates       one row per candidate, compound dtype `candidate_dtype` (resizable)
+    /cache            hash (S16), id: the candidate whose result answers each block hash
+    /inflight         id, iteration, nsc, epsilon: proposed and not finished at save time
+    /strategy         the strategy's arrays (Q-table, replay memory, ...); attrs: RNG states (JSON), ...
+    /utilization      rank, busy, idle (seconds) per worker rank
+
+Only numeric datasets, fixed-length byte strings and JSON attributes: nothing is
+pickled. `save` writes `search.h5.part`, fsyncs it, hard-links the current file
+to `search.h5.bak` and renames the part over `search.h5`, so `search.h5` always
+exists and is never torn; `load` falls back to the `.bak` with a warning when
+`search.h5` is unreadable, and raises `CheckpointError` when both are.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .protocol import MESSAGE_LEN
+
+FORMAT = "bqnn-search"
+SCHEMA_VERSION = 1
+FILENAME = "search.h5"
+
+
+class CheckpointError(Exception):
+    """Both the checkpoint and its backup are unreadable, or the file is not a bqnn search."""
+
+
+def candidate_dtype(max_index: int) -> np.dtype:
+    return np.dtype([
+        ("id", np.int64),
+        ("iteration", np.int32),
+        ("rank", np.int32),  # worker rank that trained it (0: the master itself; -1: answered from the cache)
+        ("nsc", np.int16, (max_index, 5)),
+        ("hash", "S16"),  # canonical hash (nsc.canonical_hash)
+        ("status", np.int8),  # protocol.Status
+        ("repeat", np.int8),  # 1: an already-trained block, answered from the reward cache
+        ("accuracy", np.float64),  # early-stop validation accuracy, percent
+        ("reward", np.float64),
+        ("flops", np.int64),  # whole network, per image
+        ("params", np.int64),
+        ("density", np.float64),
+        ("seconds", np.float64),  # training time (0 for repeats)
+        ("epochs", np.int16),
+        ("restarts", np.int8),
+        ("epsilon", np.float64),
+        ("message", f"S{MESSAGE_LEN}"),
+    ])
+
+
+@dataclass
+class SearchState:
+    config_json: str
+    max_index: int
+    strategy: str
+    iteration: int = 0  # next iteration to run (all earlier ones are complete)
+    iterations_total: int = 0
+    next_id: int = 0
+    elapsed: float = 0.0
+    runs: int = 0
+    world_size: int = 1
+    candidates: np.ndarray | None = None
+    cache_hash: np.ndarray = field(default_factory=lambda: np.zeros(0, "S16"))
+    cache_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    inflight_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    inflight_iteration: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    inflight_epsilon: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    inflight_nsc: np.ndarray | None = None
+    strategy_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    strategy_attrs: dict = field(default_factory=dict)
+    util_rank: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    util_busy: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    util_idle: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+
+    def __post_init__(self) -> None:
+        if self.candidates is None:
+            self.candidates = np.zeros(0, candidate_dtype(self.max_index))
+        if self.inflight_nsc is None:
+            self.inflight_nsc = np.zeros((0, self.max_index, 5), np.int16)
+
+
+def versions() -> dict[str, str]:
+    import mpi4py
+
+    out = {"python": platform.python_version(), "numpy": np.__version__, "h5py": h5py.__version__,
+           "hdf5": h5py.version.hdf5_version, "mpi4py": mpi4py.__version__}
+    try:
+        from importlib.metadata import version
+
+        out["bqnn"] = version("bqnn")
+    except Exception:
+        out["bqnn"] = "source"
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save(directory: str | Path, state: SearchState) -> Path:
+    """Write the state atomically; the previous file becomes search.h5.bak."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    main, part, bak = d / FILENAME, d / (FILENAME + ".part"), d / (FILENAME + ".bak")
+    with h5py.File(part, "w", libver="earliest") as f:
+        a = f.attrs
+        a["format"] = FORMAT
+        a["schema_version"] = SCHEMA_VERSION
+        a["config"] = state.config_json
+        a["versions"] = json.dumps(versions(), sort_keys=True)
+        a["strategy"] = state.strategy
+        a["max_index"] = state.max_index
+        a["iteration"] = state.iteration
+        a["iterations_total"] = state.iterations_total
+        a["next_id"] = state.next_id
+        a["elapsed"] = state.elapsed
+        a["runs"] = state.runs
+        a["world_size"] = state.world_size
+        a["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        f.create_dataset("candidates", data=state.candidates, maxshape=(None,), chunks=True)
+        g = f.create_group("cache")
+        g.create_dataset("hash", data=state.cache_hash)
+        g.create_dataset("id", data=state.cache_id)
+        g = f.create_group("inflight")
+        g.create_dataset("id", data=state.inflight_id)
+        g.create_dataset("iteration", data=state.inflight_iteration)
+        g.create_dataset("epsilon", data=state.inflight_epsilon)
+        g.create_dataset("nsc", data=state.inflight_nsc)
+        g = f.create_group("strategy")
+        for name, arr in state.strategy_arrays.items():
+            g.create_dataset(name, data=arr)
+        for name, value in state.strategy_attrs.items():
+            g.attrs[name] = value
+        g = f.create_group("utilization")
+        g.create_dataset("rank", data=state.util_rank)
+        g.create_dataset("busy", data=state.util_busy)
+        g.create_dataset("idle", data=state.util_idle)
+        f.flush()
+    fd = os.open(part, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if main.exists():
+        tmp = d / (FILENAME + ".bak.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(main, tmp)  # cheap, and search.h5 never disappears
+        except OSError:
+            shutil.copy2(main, tmp)  # filesystems without hard links
+        os.replace(tmp, bak)
+    os.replace(part, main)
+    _fsync_dir(d)
+    return main
+
+
+def _attr(a, name: str):
+    v = a[name]
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def read(path: str | Path) -> SearchState:
+    """Read one file; any problem raises CheckpointError naming the file."""
+    p = Path(path)
+    try:
+        with h5py.File(p, "r") as f:
+            a = f.attrs
+            if _attr(a, "format") != FORMAT:
+                raise CheckpointError(f"{p} is not a bqnn search file")
+            if int(a["schema_version"]) > SCHEMA_VERSION:
+                raise CheckpointError(f"{p} has schema version {int(a['schema_version'])}, newer than this bqnn ({SCHEMA_VERSION})")
+            max_index = int(a["max_index"])
+            s = f["strategy"]
+            state = SearchState(
+                config_json=str(_attr(a, "config")),
+                max_index=max_index,
+                strategy=str(_attr(a, "strategy")),
+                iteration=int(a["iteration"]),
+                iterations_total=int(a["iterations_total"]),
+                next_id=int(a["next_id"]),
+                elapsed=float(a["elapsed"]),
+                runs=int(a["runs"]),
+                world_size=int(a["world_size"]),
+                candidates=f["candidates"][()],
+                cache_hash=f["cache/hash"][()],
+                cache_id=f["cache/id"][()],
+                inflight_id=f["inflight/id"][()],
+                inflight_iteration=f["inflight/iteration"][()],
+                inflight_epsilon=f["inflight/epsilon"][()],
+                inflight_nsc=f["inflight/nsc"][()],
+                strategy_arrays={k: s[k][()] for k in s.keys()},
+                strategy_attrs={k: _attr(s.attrs, k) for k in s.attrs.keys()},
+                util_rank=f["utilization/rank"][()],
+                util_busy=f["utilization/busy"][()],
+                util_idle=f["utilization/idle"][()],
+            )
+            json.loads(state.config_json)
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"{p} does not exist") from None
+    except Exception as e:  # h5py raises OSError/KeyError/ValueError on torn or foreign files
+        raise CheckpointError(f"{p} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if state.candidates.dtype != candidate_dtype(max_index):
+        raise CheckpointError(f"{p}: /candidates has an unexpected layout")
+    return state
+
+
+def exists(directory: str | Path) -> bool:
+    d = Path(directory)
+    return (d / FILENAME).exists() or (d / (FILENAME + ".bak")).exists()
+
+
+def load(directory: str | Path) -> tuple[SearchState, Path, str | None]:
+    """(state, file used, warning or None). Falls back to search.h5.bak; raises CheckpointError if both fail."""
+    d = Path(directory)
+    main, bak = d / FILENAME, d / (FILENAME + ".bak")
+    try:
+        return read(main), main, None
+    except CheckpointError as e1:
+        if not bak.exists():
+            raise CheckpointError(f"{e1}; no {bak.name} to fall back to") from None
+        try:
+            state = read(bak)
+        except CheckpointError as e2:
+            raise CheckpointError(f"{e1}; and {e2}") from None
+        return state, bak, f"warning: {e1}; resuming from {bak.name} (iteration {state.iteration})"

@@ -1,0 +1,311 @@
+"""Configuration: frozen dataclasses, TOML job files, `--set section.key=value` overrides.
+
+Used by every entry point:
+
+    python -m bqnn.search --config jobs/demo.toml --out DIR --set trainer.epochs=2 --set data.root=/data
+
+A job file has one table per section ([search], [space], [network], [reward],
+[data], [trainer]); every key is a field below with its default. An unknown
+section or key, or a value of the wrong type, is a `ConfigError` naming it.
+A `--set` value is read as a TOML value (`3`, `0.5`, `true`, `[8,16,32]`,
+`"text"`); anything that is not valid TOML is taken as a bare string, so
+`--set data.root=/scratch/cifar` works. The resolved config (every field) is
+stored as JSON in search.h5. No torch here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from .agent import PAPER_SCHEDULE
+from .nsc import MAX_INDEX
+
+
+class ConfigError(ValueError):
+    """A bad job file or override; the message names the key."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    strategy: str = "qlearning"  # qlearning | random
+    seed: int = 0
+    blocks_per_iteration: int = 64  # the paper's mini-batch of blocks
+    schedule: tuple[tuple[float, int], ...] = PAPER_SCHEDULE  # [[epsilon, iterations], ...] (Table 2)
+    alpha: float = 0.01  # Q-learning rate
+    gamma: float = 1.0  # discount
+    q_init: float | None = None  # Q of unvisited pairs; unset: mean reward of the first iteration
+    shaped_reward: bool = True  # r_t = r_T / T (eq. 6); false: r_t = 0 (MetaQNN)
+    replay_samples: int = 64  # blocks replayed after each iteration (AAAI: 128)
+    dispatch: Literal["batch", "async"] = "batch"  # MPI: Q-update per iteration, or as results arrive
+    checkpoint_interval: float = 60.0  # seconds between checkpoints while results arrive
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    max_index: int = MAX_INDEX  # largest layer index, terminal included
+    start_identity: bool = True  # layer 1 is (1,4,0,0,0)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    framework: Literal["cifar", "imagenet"] = "cifar"
+    blocks_per_stage: int = 4  # N
+    filters: tuple[int, ...] = (32, 64, 128)  # one width per stage; "more filters": [80,160,320]
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    preset: Literal["cvpr", "aaai", "accuracy"] = "cvpr"  # (mu, rho) = (1, 8), (1/2, 1/2), (0, 0)
+    mu: float | None = None  # FLOPs weight; unset: the preset's
+    rho: float | None = None  # density weight; unset: the preset's
+    flops_unit: float = 1e9  # FLOPs are divided by this before the log (GFLOPs)
+    failure_accuracy: float = 0.0  # accuracy (percent) credited to a failed candidate
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: Literal["fashion-mnist", "cifar10", "cifar100"] = "fashion-mnist"
+    root: str = ""  # directory; empty: /usr/share/datasets/fashion-mnist for fashion-mnist
+    val_size: int = 5000  # held out from the training set; the test set is never used by the search
+    train_subset: int = 0  # use this many training images (0: all that remain after validation)
+    resize: int = 0  # resize images to this side once, at load (0: keep)
+    split_seed: int = 0  # seed of the validation split and subset
+    normalize: bool = True  # per-channel mean/std of the training split
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    kind: Literal["real", "simulated"] = "real"
+    epochs: int = 12
+    batch_size: int = 256
+    lr: float = 1e-3  # Adam
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    lr_decay: float = 0.2  # lr x lr_decay every lr_step epochs
+    lr_step: int = 5
+    restart_lr_factor: float = 0.4  # epoch-1 accuracy <= chance: lr x this, restart
+    max_restarts: int = 3
+    eval_batch_size: int = 1024
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads (0: torch's default)
+    inject_fault: Literal["none", "exception", "nan", "oom"] = "none"  # testing: make candidates fail
+    inject_every: int = 0  # ... every candidate whose id is a multiple of this (0: never)
+    sim_seconds: float = 0.0  # simulated trainer: median training time per candidate
+    sim_sigma: float = 0.0  # simulated trainer: lognormal spread of that time
+
+
+@dataclass(frozen=True)
+class Config:
+    search: SearchConfig = field(default_factory=SearchConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+SECTIONS: dict[str, type] = typing.get_type_hints(Config)
+
+
+# ------------------------------------------------------------- conversion
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        inner = _describe(args[0]) if len(args) == 2 and args[1] is Ellipsis else ", ".join(map(_describe, args))
+        return f"a list of {inner}" if len(args) == 2 and args[1] is Ellipsis else f"a list [{inner}]"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"config key {key}: expected {_describe(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise bad
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key)
+            except ConfigError:
+                pass
+        raise bad
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise bad
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise TypeError(f"unsupported config type {tp!r} for {key}")
+
+
+def _unknown(key: str, known: Sequence[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key.split(".")[-1], known, n=1)
+    hint = f" (did you mean '{key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{key}'{where}{hint}")
+
+
+def from_dict(data: dict[str, Any], where: str = "") -> Config:
+    """Build a Config from nested dicts ({section: {key: value}}); unknown keys raise."""
+    sections = {}
+    for name, values in data.items():
+        if name not in SECTIONS:
+            raise _unknown(name, list(SECTIONS), where)
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section [{name}]{where} must be a table of keys")
+        cls = SECTIONS[name]
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in hints:
+                raise _unknown(f"{name}.{key}", list(hints), where)
+            kwargs[key] = _convert(value, hints[key], f"{name}.{key}")
+        sections[name] = cls(**kwargs)
+    return Config(**sections)
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if key.count(".") != 1:
+        raise ConfigError(f"--set {item!r}: the key must be section.key, e.g. trainer.epochs")
+    section, name = key.split(".")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare string such as a path
+    return section, name, value
+
+
+def _wants_text(section: str, name: str) -> bool:
+    """True if the key takes text only (str or a Literal of strings)."""
+    cls = SECTIONS.get(section)
+    tp = typing.get_type_hints(cls).get(name) if cls else None
+    if tp is str:
+        return True
+    return typing.get_origin(tp) is Literal and all(isinstance(a, str) for a in typing.get_args(tp))
+
+
+def load(path: str | Path | None, overrides: Sequence[str] = (), base: Config | None = None) -> Config:
+    """Read a TOML job file (or start from `base`, or the defaults) and apply `--set` overrides."""
+    data: dict[str, dict[str, Any]] = to_dict(base) if base is not None else {}
+    where = ""
+    if path is not None:
+        p = Path(path)
+        where = f" in {p}"
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {p} is a directory") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    from_dict(data, where)  # errors in the file name the file
+    for item in overrides:
+        section, name, value = parse_override(item)
+        if not isinstance(value, str) and _wants_text(section, name):
+            value = item.split("=", 1)[1].strip()  # e.g. inject_fault=nan is the word, not the float
+        from_dict({section: {name: value}}, " in --set")  # errors in an override name --set
+        data.setdefault(section, {})[name] = value
+    cfg = from_dict(data, where)
+    check(cfg)
+    return cfg
+
+
+# Keys that may change when a search is resumed: they change how, where or how fast
+# candidates are trained, not which blocks are proposed or what they score.
+RUNTIME_KEYS = frozenset({
+    "search.checkpoint_interval", "trainer.device", "trainer.threads",
+    "trainer.eval_batch_size", "trainer.sim_seconds", "trainer.sim_sigma",
+})
+
+
+def diff(a: Config, b: Config) -> list[str]:
+    """Keys (section.key) whose values differ."""
+    da, db = to_dict(a), to_dict(b)
+    return [f"{sec}.{key}" for sec in da for key in da[sec] if da[sec][key] != db[sec][key]]
+
+
+def check(cfg: Config) -> None:
+    """Cross-field checks that a wrong value would otherwise hit deep inside a run."""
+    s = cfg.search
+    from .agent import EpsilonSchedule
+
+    try:
+        EpsilonSchedule(s.schedule)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    positive = {
+        "search.blocks_per_iteration": s.blocks_per_iteration,
+        "trainer.epochs": cfg.trainer.epochs,
+        "trainer.batch_size": cfg.trainer.batch_size,
+        "trainer.lr_step": cfg.trainer.lr_step,
+        "trainer.eval_batch_size": cfg.trainer.eval_batch_size,
+        "network.blocks_per_stage": cfg.network.blocks_per_stage,
+        "data.val_size": cfg.data.val_size,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"config key {key}: must be at least 1, got {value}")
+    if not 0 < s.alpha <= 1:
+        raise ConfigError(f"config key search.alpha: must be in (0, 1], got {s.alpha}")
+    if not 2 <= cfg.space.max_index <= 31:
+        raise ConfigError(f"config key space.max_index: must be in 2..31, got {cfg.space.max_index}")
+    if not cfg.network.filters or min(cfg.network.filters) < 1:
+        raise ConfigError(f"config key network.filters: must be positive widths, got {list(cfg.network.filters)}")
+    from .strategies import STRATEGIES
+
+    if s.strategy not in STRATEGIES:
+        raise ConfigError(f"config key search.strategy: unknown strategy {s.strategy!r} (known: {', '.join(STRATEGIES)})")
+
+
+def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def to_json(cfg: Config) -> str:
+    return json.dumps(to_dict(cfg), sort_keys=True)
+
+
+def from_json(text: str) -> Config:
+    return from_dict(json.loads(text), " in the stored config")

@@ -1,0 +1,72 @@
+"""Inspect one block code: python -m bqnn.describe CODE [--channels C] [--hw H] [--network cifar|imagenet]
+
+    python -m bqnn.describe "[(1,4,0,0,0),(2,1,3,1,0),(3,1,3,2,0),(4,5,0,1,3),(5,7,0,0,0)]" --channels 32 --hw 32
+    python -m bqnn.describe residual-like --network cifar --classes 100
+
+CODE is the paper's text form or a named block (inception-like, residual-like).
+Prints one JSON object: valid, nsc, hash (canonical), nodes, edges, density,
+leaves, and params/flops of the block alone (`channels` wide in and out, on an
+H x H map; FLOPs per image, a multiply-add counted as 2). With --network, also
+the whole network's params and FLOPs as the search trains it and the reward's
+penalty terms (docs/reward.md). An invalid code prints one line naming the row
+and the rule broken and exits 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from .nsc import NAMED_BLOCKS, NSCError, canonical_hash, format_nsc, parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bqnn.describe", description="Describe one NSC block code.")
+    p.add_argument("code", help='"[(1,4,0,0,0),...]" or a named block: ' + ", ".join(NAMED_BLOCKS))
+    p.add_argument("--channels", type=int, default=32, help="block width C (default 32)")
+    p.add_argument("--hw", type=int, default=32, help="feature map side H (default 32)")
+    p.add_argument("--in-channels", type=int, default=None, help="block input width (default: C)")
+    p.add_argument("--max-index", type=int, default=23, help="largest layer index allowed (default 23)")
+    p.add_argument("--network", choices=["cifar", "imagenet"], help="also cost the whole network")
+    p.add_argument("--classes", type=int, default=100)
+    p.add_argument("--image-size", type=int, default=None, help="input side (default 32 cifar, 224 imagenet)")
+    p.add_argument("--filters", default=None, help="stage widths, e.g. 32,64,128 (default: the paper's)")
+    p.add_argument("--blocks-per-stage", type=int, default=None, help="N (default: 4 cifar, 3 imagenet)")
+    args = p.parse_args(argv)
+    try:
+        nsc = NAMED_BLOCKS[args.code] if args.code in NAMED_BLOCKS else parse(args.code, args.max_index)
+    except NSCError as e:
+        print(f"invalid NSC: {e}", file=sys.stderr)
+        return 2
+    if min(args.channels, args.hw, args.in_channels or 1) < 1:
+        print("bqnn.describe: error: --channels, --hw and --in-channels must be positive", file=sys.stderr)
+        return 2
+    from .metrics import block_metrics
+
+    out = {"valid": True, "nsc": format_nsc(nsc), "hash": canonical_hash(nsc)}
+    out.update(block_metrics(nsc, args.channels, args.hw, args.in_channels))
+    if args.network:
+        from .config import NetworkConfig, RewardConfig
+        from .network import network_cost
+        from .reward import PRESETS
+
+        imagenet = args.network == "imagenet"
+        filters = (tuple(int(f) for f in args.filters.split(",")) if args.filters
+                   else (64, 128, 256, 512) if imagenet else (32, 64, 128))
+        n = args.blocks_per_stage or (3 if imagenet else 4)
+        size = args.image_size or (224 if imagenet else 32)
+        cost = network_cost(nsc, NetworkConfig(args.network, n, filters), 3, size, args.classes)
+        unit = RewardConfig().flops_unit
+        out["network"] = {
+            "framework": args.network, "blocks_per_stage": n, "filters": list(filters), "image_size": size,
+            "classes": args.classes, "params": cost.params, "flops": cost.flops,
+            "penalty": {name: {"flops_term": mu * math.log(cost.flops / unit), "density_term": rho * math.log(out["density"])}
+                        for name, (mu, rho) in PRESETS.items() if name != "accuracy"},
+        }
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,424 @@
+"""The search loop on rank 0: strategy, reward cache, dispatch, rewards, checkpoints, progress.
+
+Run through `python -m bqnn.search` (search.py decides the roles). The loop
+does not know how candidates are trained: an `Executor` takes tasks and hands
+back finished ones. `InlineExecutor` trains in this process (world size 1);
+the MPI executor (mpi_executor.py) sends them to worker ranks.
+
+Per iteration i (batch dispatch, the paper's):
+  1. the strategy proposes `blocks_per_iteration` blocks; each gets the next
+     candidate id, its canonical hash and its analytic params/FLOPs/density;
+  2. a block whose hash is in the reward cache is answered from it (a repeat);
+     a block whose hash is already being trained waits for that result; any
+     other block is submitted;
+  3. when all results of i are in, the strategy observes every candidate in id
+     order (repeats included), then ends the iteration (replay), and the state
+     is checkpointed.
+Checkpoints are also written every `checkpoint_interval` seconds while results
+arrive and on SIGTERM/SIGUSR1/SIGINT; the candidates of the current iteration
+that are not finished are stored as in flight and trained again on resume, so
+an interrupted search continues with exactly the blocks and Q-table of an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from . import checkpoint
+from .config import Config, to_json
+from .data import dataset_shape
+from .network import network_cost
+from .nsc import NSC, canonical_hash, format_nsc, from_array, graph, to_array
+from .protocol import Status, clip_text
+from .reward import reward as compute_reward
+from .strategies import Strategy, make_strategy
+from .trainer import TrainResult, candidate_seed
+
+
+@dataclass
+class Task:
+    id: int
+    iteration: int
+    epsilon: float
+    nsc: NSC
+    hash: str
+    seed: int
+
+
+@dataclass
+class Done:
+    task: Task
+    result: TrainResult
+    rank: int
+    host: str
+
+
+class Executor(Protocol):
+    world_size: int
+
+    def submit(self, task: Task) -> None: ...
+
+    def idle_slots(self) -> int:
+        """How many more tasks would start at once (async dispatch proposes only that many)."""
+        ...
+
+    def wait(self, timeout: float) -> list[Done]:
+        """Finished tasks; blocks up to `timeout` seconds for at least one."""
+        ...
+
+    def utilization(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rank, busy seconds, idle seconds) per training rank."""
+        ...
+
+    def shutdown(self, code: int | None = None) -> None:
+        """Release the workers, telling them the exit code."""
+        ...
+
+
+class WorkerStartupError(Exception):
+    """No worker could start; the message is the first worker's error."""
+
+
+class Preempted(BaseException):
+    """Raised out of training by a stop signal (a BaseException, so trainers cannot swallow it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+EXIT_CODES = {signal.SIGTERM: 143, signal.SIGUSR1: 143, signal.SIGINT: 130}
+
+
+class StopFlag:
+    """Records the first stop signal. While `interruptible` is set (training in
+    this process) the handler raises `Preempted` so the checkpoint is written
+    within seconds rather than after the candidate."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.interruptible = False
+
+    def handler(self, signum: int, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.interruptible:
+            self.interruptible = False
+            raise Preempted(signum)
+
+    def install(self) -> None:
+        for s in EXIT_CODES:
+            signal.signal(s, self.handler)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signum, 143) if self.signum is not None else 0
+
+
+class InlineExecutor:
+    """World size 1: the master trains each task itself, one at a time."""
+
+    world_size = 1
+
+    def __init__(self, trainer, stop: StopFlag) -> None:
+        self.trainer = trainer
+        self.stop = stop
+        self.queue: deque[Task] = deque()
+        self.busy = 0.0
+        self.start = time.perf_counter()
+        self.host = socket.gethostname()
+
+    def submit(self, task: Task) -> None:
+        self.queue.append(task)
+
+    def idle_slots(self) -> int:
+        return 0 if self.queue else 1
+
+    def wait(self, timeout: float) -> list[Done]:
+        if not self.queue:
+            return []
+        task = self.queue[0]
+        t0 = time.perf_counter()
+        self.stop.interruptible = True
+        try:
+            result = self.trainer.train(task.nsc, task.seed, task.id)
+        finally:
+            self.stop.interruptible = False
+            self.busy += time.perf_counter() - t0
+        self.queue.popleft()
+        return [Done(task, result, 0, self.host)]
+
+    def utilization(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        total = time.perf_counter() - self.start
+        return np.array([0], np.int32), np.array([self.busy]), np.array([max(total - self.busy, 0.0)])
+
+    def shutdown(self, code: int | None = None) -> None:
+        pass
+
+
+def _fmt_time(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Master:
+    def __init__(self, cfg: Config, out: str | Path, executor: Executor, stop: StopFlag,
+                 log: Callable[[str], None] = print, state: checkpoint.SearchState | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(out)
+        self.executor = executor
+        self.stop = stop
+        self.log = log
+        self.strategy: Strategy = make_strategy(cfg)
+        self.total = self.strategy.total_iterations
+        self.n = cfg.search.blocks_per_iteration
+        self.max_index = cfg.space.max_index
+        self.dtype = checkpoint.candidate_dtype(self.max_index)
+        self.in_channels, self.size, self.num_classes = dataset_shape(cfg.data)
+        self.records: dict[int, tuple] = {}  # id -> row of candidate_dtype
+        self.cache: dict[str, int] = {}  # hash -> id of the record that answers it
+        self.metrics: dict[str, tuple[int, int, float]] = {}  # hash -> (params, flops, density)
+        self.iteration = 0
+        self.next_id = 0
+        self.elapsed_before = 0.0
+        self.runs = 0
+        self.util_before: dict[int, tuple[float, float]] = {}
+        # Candidate id = iteration * blocks_per_iteration + position: the iteration of any id is id // n.
+        self.tasks: dict[int, Task] = {}  # proposed candidates of the iterations not yet complete
+        self.running: set[str] = set()  # hashes being trained
+        self.waiting: dict[str, list[Task]] = {}  # hash -> candidates waiting for that training
+        self.resume_inflight: list[Task] = []
+        self.t_start = time.perf_counter()
+        self.t_iteration = self.t_start
+        self.last_save = time.perf_counter()
+        if state is not None:
+            self._restore(state)
+        self.runs += 1
+
+    # ----------------------------------------------------------- bookkeeping
+    def _metrics(self, nsc: NSC, h: str) -> tuple[int, int, float]:
+        if h not in self.metrics:
+            cost = network_cost(nsc, self.cfg.network, self.in_channels, self.size, self.num_classes)
+            self.metrics[h] = (cost.params, cost.flops, graph(nsc).density)
+        return self.metrics[h]
+
+    def _task(self, nsc: NSC, iteration: int, epsilon: float, cid: int | None = None) -> Task:
+        if cid is None:
+            cid, self.next_id = self.next_id, self.next_id + 1
+        return Task(cid, iteration, epsilon, nsc, canonical_hash(nsc), candidate_seed(self.cfg.search.seed, nsc))
+
+    def _record(self, task: Task, status: int, accuracy: float, seconds: float, epochs: int, restarts: int,
+                rank: int, message: str, repeat: bool) -> tuple:
+        params, flops, density = self._metrics(task.nsc, task.hash)
+        acc_for_reward = accuracy if status == Status.OK else self.cfg.reward.failure_accuracy
+        r = compute_reward(acc_for_reward, flops, density, self.cfg.reward)
+        return (task.id, task.iteration, rank, to_array(task.nsc, self.max_index), task.hash.encode(), status,
+                int(repeat), accuracy, r, flops, params, density, seconds, epochs, restarts, task.epsilon,
+                clip_text(message))
+
+    def _repeat_of(self, task: Task, source_id: int) -> tuple:
+        src = self.records[source_id]
+        f = self.dtype.names
+        return self._record(task, src[f.index("status")], src[f.index("accuracy")], 0.0, src[f.index("epochs")],
+                            src[f.index("restarts")], -1, src[f.index("message")].decode("utf-8", "replace"), True)
+
+    def _reward_of(self, cid: int) -> float:
+        return float(self.records[cid][self.dtype.names.index("reward")])
+
+    # ------------------------------------------------------------ the loop
+    def run(self) -> int:
+        """Run to the end or to a stop signal; returns the process exit code."""
+        try:
+            self._loop()
+        except Preempted:
+            pass
+        if self.stop.signum is not None:
+            self.save()
+            self.log(f"stopped by signal {signal.Signals(self.stop.signum).name}: checkpoint written at "
+                     f"iteration {min(self.iteration + 1, self.total)}/{self.total}, {len(self.records)} candidates "
+                     f"done; run the same command to resume")
+            return self.stop.exit_code
+        self.save()
+        self._final_summary()
+        return 0
+
+    def _loop(self) -> None:
+        asynchronous = self.cfg.search.dispatch == "async"
+        for task in self.resume_inflight:  # candidates proposed before the stop and not finished
+            self._dispatch(task, asynchronous)
+        self.resume_inflight = []
+        while self.iteration < self.total:
+            if self.stop.signum is not None:
+                raise Preempted(self.stop.signum)
+            self._propose(asynchronous)
+            for done in self.executor.wait(timeout=1.0):
+                self._on_result(done, asynchronous)
+            while self.iteration < self.total and self._iteration_complete(self.iteration):
+                self._complete_iteration(self.iteration, asynchronous)
+            if time.perf_counter() - self.last_save >= self.cfg.search.checkpoint_interval:
+                self.save()
+
+    def _propose(self, asynchronous: bool) -> None:
+        """batch: the whole current iteration at once, after the previous one is complete.
+        async: one block at a time, whenever a worker would otherwise idle, from whatever
+        iteration comes next, sampled with the Q-table as it is now."""
+        end = self.total * self.n
+        if not asynchronous:
+            first = self.iteration * self.n
+            if self.next_id == first:
+                eps = self.strategy.epsilon(self.iteration)
+                for nsc in self.strategy.propose(self.iteration, self.n):
+                    self._dispatch(self._task(nsc, self.iteration, eps), asynchronous)
+            return
+        while self.next_id < end and self.executor.idle_slots() > 0:
+            it = self.next_id // self.n
+            (nsc,) = self.strategy.propose(it, 1)
+            self._dispatch(self._task(nsc, it, self.strategy.epsilon(it)), asynchronous)
+
+    def _dispatch(self, task: Task, asynchronous: bool) -> None:
+        self.tasks[task.id] = task
+        if task.hash in self.cache:  # trained before: answered from the reward cache
+            self._finish(task, self._repeat_of(task, self.cache[task.hash]), asynchronous)
+        elif task.hash in self.running:  # being trained right now: wait for that result
+            self.waiting.setdefault(task.hash, []).append(task)
+        else:
+            self.running.add(task.hash)
+            self.executor.submit(task)
+
+    def _on_result(self, done: Done, asynchronous: bool) -> None:
+        r, t = done.result, done.task
+        self.running.discard(t.hash)
+        self.cache[t.hash] = t.id
+        self._finish(t, self._record(t, int(r.status), r.accuracy, r.seconds, r.epochs, r.restarts, done.rank,
+                                     r.message, False), asynchronous)
+        for dup in self.waiting.pop(t.hash, []):
+            self._finish(dup, self._repeat_of(dup, t.id), asynchronous)
+
+    def _finish(self, task: Task, record: tuple, asynchronous: bool) -> None:
+        self.records[task.id] = record
+        if asynchronous:  # async: the Q-update as the result arrives
+            self.strategy.observe(task.nsc, self._reward_of(task.id))
+
+    def _iteration_complete(self, it: int) -> bool:
+        first, last = it * self.n, (it + 1) * self.n
+        return self.next_id >= last and all(i in self.records for i in range(first, last))
+
+    def _complete_iteration(self, it: int, asynchronous: bool) -> None:
+        ids = range(it * self.n, (it + 1) * self.n)
+        if not asynchronous:  # batch: the Q-updates in candidate-id order, whatever the completion order
+            for i in ids:
+                self.strategy.observe(self.tasks[i].nsc, self._reward_of(i))
+        self.strategy.end_iteration(it)
+        for i in ids:
+            self.tasks.pop(i, None)
+        self.iteration += 1
+        self.save()
+        rewards = [self._reward_of(i) for i in ids]
+        now = time.perf_counter()
+        self._progress(it, self.strategy.epsilon(it), rewards, now - self.t_iteration)
+        self.t_iteration = now
+
+    # --------------------------------------------------------------- output
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t_start
+
+    def _counts(self) -> tuple[int, int, int]:
+        f = self.dtype.names
+        i_rep, i_stat = f.index("repeat"), f.index("status")
+        repeats = sum(1 for r in self.records.values() if r[i_rep])
+        failed = sum(1 for r in self.records.values() if not r[i_rep] and r[i_stat] != Status.OK)
+        return len(self.records), repeats, failed
+
+    def _progress(self, it: int, eps: float, rewards: list[float], seconds: float) -> None:
+        done, repeats, failed = self._counts()
+        elapsed = self.elapsed()
+        eta = elapsed / self.iteration * (self.total - self.iteration) if self.iteration else 0.0
+        width = len(str(self.total))
+        self.log(f"iter {it + 1:>{width}}/{self.total}  eps {eps:.2f}  reward mean {np.mean(rewards):7.2f} "
+                 f"best {np.max(rewards):7.2f}  | candidates {done}/{self.total * self.n} "
+                 f"repeats {repeats} failed {failed}  | {seconds:6.1f}s  elapsed {_fmt_time(elapsed)}  "
+                 f"ETA {_fmt_time(eta)}")
+        sys.stdout.flush()
+
+    def _final_summary(self) -> None:
+        f = self.dtype.names
+        best = max(self.records.values(), key=lambda r: r[f.index("reward")], default=None)
+        if best is None:
+            return
+        nsc = from_array(best[f.index("nsc")], self.max_index)
+        self.log(f"done: {len(self.records)} candidates in {_fmt_time(self.elapsed())}; best reward "
+                 f"{best[f.index('reward')]:.2f} (accuracy {best[f.index('accuracy')]:.2f} %): {format_nsc(nsc)}")
+        self.log(f"results: {self.out / checkpoint.FILENAME}; summary: python -m bqnn.report {self.out}")
+
+    # ----------------------------------------------------------- checkpoint
+    def state(self) -> checkpoint.SearchState:
+        ids = sorted(self.records)
+        candidates = np.array([self.records[i] for i in ids], dtype=self.dtype)
+        inflight = sorted((t for t in self.tasks.values() if t.id not in self.records), key=lambda t: t.id)
+        arrays, attrs = self.strategy.state()
+        util = dict(self.util_before)  # ranks of earlier runs, possibly another world size
+        for r, b, i in zip(*(a.tolist() for a in self.executor.utilization())):
+            pb, pi = util.get(r, (0.0, 0.0))
+            util[r] = (pb + b, pi + i)
+        ranks = sorted(util)
+        return checkpoint.SearchState(
+            config_json=to_json(self.cfg),
+            max_index=self.max_index,
+            strategy=self.strategy.name,
+            iteration=self.iteration,
+            iterations_total=self.total,
+            next_id=self.next_id,
+            elapsed=self.elapsed(),
+            runs=self.runs,
+            world_size=self.executor.world_size,
+            candidates=candidates,
+            cache_hash=np.array([h.encode() for h in self.cache], dtype="S16"),
+            cache_id=np.array(list(self.cache.values()), dtype=np.int64),
+            inflight_id=np.array([t.id for t in inflight], dtype=np.int64),
+            inflight_iteration=np.array([t.iteration for t in inflight], dtype=np.int32),
+            inflight_epsilon=np.array([t.epsilon for t in inflight], dtype=np.float64),
+            inflight_nsc=(np.stack([to_array(t.nsc, self.max_index) for t in inflight]) if inflight
+                          else np.zeros((0, self.max_index, 5), np.int16)),
+            strategy_arrays=arrays,
+            strategy_attrs=attrs,
+            util_rank=np.array(ranks, dtype=np.int32),
+            util_busy=np.array([util[r][0] for r in ranks], dtype=np.float64),
+            util_idle=np.array([util[r][1] for r in ranks], dtype=np.float64),
+        )
+
+    def save(self) -> None:
+        checkpoint.save(self.out, self.state())
+        self.last_save = time.perf_counter()
+
+    def _restore(self, s: checkpoint.SearchState) -> None:
+        self.iteration, self.next_id, self.elapsed_before, self.runs = s.iteration, s.next_id, s.elapsed, s.runs
+        self.strategy.load_state(s.strategy_arrays, s.strategy_attrs)
+        f = self.dtype.names
+        for row in s.candidates:
+            rec = tuple(row[name] for name in f)
+            self.records[int(row["id"])] = rec
+            h = row["hash"].decode()
+            self.metrics[h] = (int(row["params"]), int(row["flops"]), float(row["density"]))
+        for h, cid in zip(s.cache_hash.tolist(), s.cache_id.tolist()):
+            self.cache[h.decode()] = int(cid)
+        self.util_before = {int(r): (float(b), float(i)) for r, b, i in zip(s.util_rank, s.util_busy, s.util_idle)}
+        # The iterations in progress: finished candidates are in the history, the others were in flight.
+        first = self.iteration * self.n
+        for row in s.candidates:
+            if int(row["id"]) >= first:
+                t = self._task(from_array(row["nsc"], self.max_index), int(row["iteration"]), float(row["epsilon"]),
+                               int(row["id"]))
+                self.tasks[t.id] = t
+        for cid, i, e, n in zip(s.inflight_id, s.inflight_iteration, s.inflight_epsilon, s.inflight_nsc):
+            t = self._task(from_array(n, self.max_index), int(i), float(e), int(cid))
+            self.tasks[t.id] = t
+            self.resume_inflight.append(t)

@@ -1,0 +1,214 @@
+"""Params, FLOPs and density of blocks and networks, computed from the code alone.
+
+Used as a library; `python -m bqnn.describe CODE --channels C --hw H` prints them.
+
+`plan_block` decides every node's channel count and which 1x1 convolutions the
+block needs (projection for an add of unequal widths, reduction of the output
+concat to the stage width). `block.py` builds its modules from the same plan,
+so the analytic counts here describe exactly the network that is trained;
+`hook_flops` counts a built torch module with forward hooks, and the tests
+hold the two within 1 %.
+
+FLOPs conventions (docs/choices.md): a multiply-add is 2 FLOPs; convolution
+2*Cin*Cout*k*k per output pixel; batch norm 2 per element (scale, shift);
+ReLU 1 per input element; max pool k*k-1 comparisons and avg pool k*k
+operations per output element; add 1 per output element; concat, identity 0;
+global average pool 1 per input element; linear 2*in*out + out.
+Params are trainable parameters (BN running statistics are buffers).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from .nsc import NSC, Op, graph
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    index: int
+    op: Op
+    kernel: int
+    preds: tuple[int, ...]
+    in_channels: tuple[int, ...]
+    out_channels: int
+    project: tuple[int, ...]  # for add: which preds (by position) get a 1x1 projection to out_channels
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    in_channels: int
+    width: int
+    nodes: tuple[NodePlan, ...]  # layers 1..n in order
+    leaves: tuple[int, ...]
+    concat_channels: int  # channels of the concat of the leaves
+    reduce: bool  # a 1x1 PCC brings the concat back to `width`
+
+    @property
+    def out_channels(self) -> int:
+        return self.width if self.reduce else self.concat_channels
+
+
+def plan_block(nsc: NSC, in_channels: int, width: int) -> BlockPlan:
+    """Channel bookkeeping of a block (docs/choices.md, "widths inside a block"):
+    convolutions output `width`; pools and identity keep their input's width;
+    add outputs the larger input width, projecting the narrower input with a
+    1x1 conv + BN; concat sums widths; the leaves are concatenated and, when
+    that is not already `width` channels, reduced to `width` by a 1x1 PCC."""
+    g = graph(nsc)
+    ch = [in_channels]
+    nodes: list[NodePlan] = []
+    for layer in nsc:
+        op = Op(layer.type)
+        if op == Op.TERMINAL:
+            break
+        preds = g.preds[layer.index]
+        cin = tuple(ch[p] for p in preds)
+        project: tuple[int, ...] = ()
+        if op == Op.CONV:
+            out = width
+        elif op == Op.ADD:
+            out = max(cin)
+            project = tuple(i for i, c in enumerate(cin) if c != out)
+        elif op == Op.CONCAT:
+            out = sum(cin)
+        else:  # pools, identity
+            out = cin[0]
+        ch.append(out)
+        nodes.append(NodePlan(layer.index, op, layer.kernel, preds, cin, out, project))
+    concat = sum(ch[leaf] for leaf in g.leaves)
+    return BlockPlan(in_channels, width, tuple(nodes), g.leaves, concat, concat != width)
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int = 0
+    flops: int = 0
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.params + other.params, self.flops + other.flops)
+
+    def __mul__(self, k: int) -> "Cost":
+        return Cost(self.params * k, self.flops * k)
+
+
+# Cost formulas per op, keyed like the op table (nsc.OPS) and the builders (block.BUILDERS).
+def conv_cost(cin: int, cout: int, k: int, area: int, bias: bool = False) -> Cost:
+    """k x k convolution producing `area` = H_out * W_out pixels."""
+    return Cost(cin * cout * k * k + (cout if bias else 0), (2 * cin * k * k + (1 if bias else 0)) * cout * area)
+
+
+def bn_cost(c: int, hw: int) -> Cost:
+    return Cost(2 * c, 2 * c * hw)
+
+
+def relu_cost(c: int, hw: int) -> Cost:
+    return Cost(0, c * hw)
+
+
+def pcc_cost(cin: int, cout: int, k: int, hw: int) -> Cost:
+    """Pre-activation convolutional cell: ReLU -> Conv(k, same padding, no bias) -> BN."""
+    return relu_cost(cin, hw) + conv_cost(cin, cout, k, hw) + bn_cost(cout, hw)
+
+
+def _node_cost(node: NodePlan, hw: int) -> Cost:
+    c = node.out_channels
+    if node.op == Op.CONV:
+        return pcc_cost(node.in_channels[0], c, node.kernel, hw)
+    if node.op == Op.MAX_POOL:
+        return Cost(0, (node.kernel * node.kernel - 1) * c * hw)
+    if node.op == Op.AVG_POOL:
+        return Cost(0, node.kernel * node.kernel * c * hw)
+    if node.op == Op.ADD:
+        cost = Cost(0, c * hw)
+        for i in node.project:
+            cost = cost + conv_cost(node.in_channels[i], c, 1, hw) + bn_cost(c, hw)
+        return cost
+    if node.op in (Op.IDENTITY, Op.CONCAT):
+        return Cost()
+    raise KeyError(f"no cost formula for op {node.op!r}")
+
+
+def block_cost(plan: BlockPlan, hw: int) -> Cost:
+    """Cost of one block on a map of hw = H*W pixels."""
+    total = Cost()
+    for node in plan.nodes:
+        total = total + _node_cost(node, hw)
+    if plan.reduce:
+        total = total + pcc_cost(plan.concat_channels, plan.width, 1, hw)
+    return total
+
+
+def block_metrics(nsc: NSC, channels: int, size: int, in_channels: int | None = None) -> dict:
+    """The block alone, `channels` wide, on a size x size map; used by describe."""
+    plan = plan_block(nsc, in_channels or channels, channels)
+    g = graph(nsc)
+    cost = block_cost(plan, size * size)
+    return {
+        "nodes": g.nodes,
+        "edges": g.edges,
+        "density": g.density,
+        "params": cost.params,
+        "flops": cost.flops,
+        "leaves": list(g.leaves),
+        "out_channels": plan.out_channels,
+    }
+
+
+def hook_flops(model, inputs) -> int:
+    """FLOPs of one forward pass counted with forward hooks on the leaf modules.
+
+    Independent of `plan_block`: it reads the shapes the real modules see.
+    Unknown leaf module types raise, so a new module cannot go uncounted."""
+    import torch
+    from torch import nn
+
+    from .block import Add, Concat
+
+    total = 0
+
+    def hook(module, args, output) -> None:
+        nonlocal total
+        x = args[0]
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            per_out = 2 * (module.in_channels // module.groups) * k + (1 if module.bias is not None else 0)
+            total += per_out * output.numel()
+        elif isinstance(module, nn.BatchNorm2d):
+            total += 2 * output.numel()
+        elif isinstance(module, nn.ReLU):
+            total += x.numel()
+        elif isinstance(module, nn.MaxPool2d):
+            k = module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
+            total += (k * k - 1) * output.numel()
+        elif isinstance(module, nn.AvgPool2d):
+            k = module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
+            total += k * k * output.numel()
+        elif isinstance(module, nn.AdaptiveAvgPool2d):
+            total += x.numel()
+        elif isinstance(module, nn.Linear):
+            rows = output.numel() // module.out_features
+            total += (2 * module.in_features + (1 if module.bias is not None else 0)) * module.out_features * rows
+        elif isinstance(module, Add):
+            total += output.numel()
+        elif isinstance(module, (Concat, nn.Identity, nn.Flatten)):
+            pass
+        else:
+            raise TypeError(f"hook_flops: no FLOPs rule for {type(module).__name__}")
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if len(list(m.children())) == 0]
+    try:
+        with torch.no_grad():
+            out = model(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    batch = out.shape[0]
+    return total // batch
+
+
+def network_metrics(nsc: NSC, net, in_channels: int, size: int, num_classes: int) -> dict:
+    """Params and FLOPs (per image) of the whole network, and the block's density."""
+    from .network import network_cost
+
+    cost = network_cost(nsc, net, in_channels, size, num_classes)
+    return {"params": cost.params, "flops": cost.flops, "density": graph(nsc).density}
+

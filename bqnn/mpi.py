@@ -1,0 +1,42 @@
+"""MPI start-up: is this process part of an MPI job, and which communicator to use.
+
+Used by search.py before anything else. mpi4py is imported (and MPI
+initialised) only when the launcher left its marks in the environment
+(mpiexec/Hydra, srun with PMI-2 or PMIx, Open MPI), so a plain
+`python -m bqnn.search` never depends on a working MPI installation.
+"""
+from __future__ import annotations
+
+import os
+
+_LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "HYDI_CONTROL_FD")
+
+
+def launched_by_mpi() -> bool:
+    return any(v in os.environ for v in _LAUNCHER_VARS)
+
+
+def world():
+    """MPI.COMM_WORLD when launched by an MPI launcher, else None."""
+    if not launched_by_mpi():
+        return None
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def worker_slot(comm) -> tuple[int, int]:
+    """(this rank's index among the worker ranks of its node, number of worker ranks on the node).
+
+    Collective over `comm`: rank 0 (index -1) calls it too. Workers use the
+    index to pick their GPU, the count to share the node's CPU cores."""
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        ranks = node.allgather(comm.Get_rank())
+    finally:
+        node.Free()
+    workers = sorted(r for r in ranks if r != 0)
+    me = comm.Get_rank()
+    return (workers.index(me) if me in workers else -1), max(len(workers), 1)

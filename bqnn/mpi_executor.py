@@ -1,0 +1,176 @@
+"""Rank 0's side of the MPI protocol: hands tasks to worker ranks and collects results.
+
+Used by search.py when the world size is above 1:
+
+    mpiexec -n 5 python -m bqnn.search --config JOB --out DIR     # rank 0 + 4 workers
+
+Start-up (collective, in this order on every rank): rank 0 broadcasts the
+resolved config as JSON (or None: workers exit 2), then all ranks take part in
+the node layout (`mpi.worker_slot`). Then workers pull: READY once, a RESULT
+after each task; rank 0 answers with a TASK or, at the end, STOP carrying the
+exit code; workers reply BYE and exit with it. A worker that cannot start
+(e.g. its dataset is missing) sends a RESULT with id -1 and the error; the
+search goes on without it, and fails with that one line if no worker is left.
+A worker that receives SIGTERM/SIGUSR1/SIGINT sends SIGNAL(signum) so that the
+whole job checkpoints and stops, whichever rank got the signal.
+
+Rank 0 waits with MPI_Iprobe and short sleeps (0.1 ms, doubling to 10 ms while
+nothing arrives), never a blocking receive, which in MPICH spins a core that
+the workers on the same node need. Per-rank busy time (task sent -> result
+received) and idle time (ready -> task sent) give the utilization.
+"""
+from __future__ import annotations
+
+import socket
+import time
+from collections import deque
+
+import numpy as np
+from mpi4py import MPI
+
+from .config import Config, to_json
+from .master import Done, StopFlag, Task, WorkerStartupError
+from .mpi import worker_slot
+from .nsc import to_array
+from .protocol import RESULT_DTYPE, Status, Tag, task_dtype
+from .trainer import TrainResult
+
+EMPTY = bytearray(0)
+
+
+def abort_workers(comm) -> None:
+    """Rank 0 could not start the search: tell the workers (waiting in the config broadcast) to exit."""
+    comm.bcast(None, root=0)
+
+
+class MPIExecutor:
+    def __init__(self, comm, cfg: Config, stop: StopFlag) -> None:
+        self.comm = comm
+        self.world_size = comm.Get_size()
+        self.stop = stop
+        self.max_index = cfg.space.max_index
+        comm.bcast(to_json(cfg), root=0)
+        worker_slot(comm)  # collective with the workers' call
+        self.queue: deque[Task] = deque()
+        self.ready: deque[int] = deque()  # ranks waiting for a task, first come first served
+        self.pending: dict[int, Task] = {}  # rank -> the task it is training
+        self.live = set(range(1, self.world_size))
+        self.failed_start: dict[int, str] = {}
+        now = time.perf_counter()
+        self.busy = {r: 0.0 for r in self.live}
+        self.idle = {r: 0.0 for r in self.live}
+        self.since: dict[int, float] = {}  # rank -> when it became ready or was sent its task
+        self.task_buf = np.zeros(1, task_dtype(self.max_index))
+        self.result_buf = np.zeros(1, RESULT_DTYPE)
+        self.signal_buf = np.zeros(1, np.int32)
+        self.t0 = now
+        self.host = socket.gethostname()
+
+    # ------------------------------------------------------------- dispatch
+    def submit(self, task: Task) -> None:
+        self.queue.append(task)
+        self._dispatch()
+
+    def idle_slots(self) -> int:
+        return len(self.ready) - len(self.queue)
+
+    def _dispatch(self) -> None:
+        while self.queue and self.ready:
+            rank, task = self.ready.popleft(), self.queue.popleft()
+            buf = self.task_buf
+            buf["id"], buf["seed"], buf["nsc"][0] = task.id, task.seed, to_array(task.nsc, self.max_index)
+            self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=rank, tag=Tag.TASK)
+            now = time.perf_counter()
+            self.idle[rank] += now - self.since.get(rank, now)
+            self.since[rank] = now
+            self.pending[rank] = task
+
+    def wait(self, timeout: float) -> list[Done]:
+        deadline = time.perf_counter() + timeout
+        nap = 1e-4
+        out: list[Done] = []
+        status = MPI.Status()
+        while True:
+            if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+                done = self._handle(status.Get_source(), status.Get_tag())
+                if done is not None:
+                    out.append(done)
+                nap = 1e-4
+                continue
+            if out or self.stop.signum is not None or time.perf_counter() >= deadline:
+                return out
+            time.sleep(nap)
+            nap = min(nap * 2, 0.01)
+
+    def _handle(self, src: int, tag: int) -> Done | None:
+        now = time.perf_counter()
+        if tag == Tag.READY:
+            self.comm.Recv([EMPTY, MPI.BYTE], source=src, tag=tag)
+            self._ready(src, now)
+        elif tag == Tag.RESULT:
+            buf = self.result_buf
+            self.comm.Recv([buf.view(np.uint8), MPI.BYTE], source=src, tag=tag)
+            rec = buf[0]
+            message = rec["message"].decode("utf-8", "replace")
+            if rec["id"] < 0:  # the worker could not start
+                self.live.discard(src)
+                self.failed_start[src] = message
+                if not self.live:
+                    first = min(self.failed_start)
+                    raise WorkerStartupError(f"no worker could start; rank {first}: {self.failed_start[first]}")
+                return None
+            task = self.pending.pop(src)
+            self.busy[src] += now - self.since.get(src, now)
+            self._ready(src, now)
+            result = TrainResult(Status(int(rec["status"])), float(rec["accuracy"]), float(rec["seconds"]),
+                                 int(rec["epochs"]), int(rec["restarts"]), message)
+            return Done(task, result, src, rec["host"].decode())
+        elif tag == Tag.SIGNAL:
+            self.comm.Recv([self.signal_buf, MPI.INT32_T], source=src, tag=tag)
+            if self.stop.signum is None:
+                self.stop.signum = int(self.signal_buf[0])
+        elif tag == Tag.BYE:
+            self.comm.Recv([EMPTY, MPI.BYTE], source=src, tag=tag)
+            self.live.discard(src)
+        else:
+            raise RuntimeError(f"unexpected MPI tag {tag} from rank {src}")
+        return None
+
+    def _ready(self, rank: int, now: float) -> None:
+        self.since[rank] = now
+        self.ready.append(rank)
+        self._dispatch()
+
+    # ---------------------------------------------------------------- report
+    def utilization(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        now = time.perf_counter()
+        ranks = sorted(self.busy)
+        busy = [self.busy[r] + (now - self.since[r] if r in self.pending else 0.0) for r in ranks]
+        idle = [self.idle[r] + (now - self.since[r] if r in self.since and r not in self.pending and r in self.live else 0.0)
+                for r in ranks]
+        return np.array(ranks, np.int32), np.array(busy), np.array(idle)
+
+    def shutdown(self, code: int | None = None) -> None:
+        """STOP every worker with the exit code and wait (up to 60 s) for their BYE; other messages are drained."""
+        if code is None:
+            code = self.stop.exit_code
+        stop = np.array([code], np.int32)
+        requests = [self.comm.Isend([stop, MPI.INT32_T], dest=r, tag=Tag.STOP) for r in sorted(self.live)]
+        waiting = set(self.live)
+        deadline = time.perf_counter() + 60.0
+        status = MPI.Status()
+        while waiting and time.perf_counter() < deadline:
+            if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+                src, tag = status.Get_source(), status.Get_tag()
+                if tag == Tag.SIGNAL:
+                    self.comm.Recv([self.signal_buf, MPI.INT32_T], source=src, tag=tag)
+                elif tag == Tag.RESULT:  # finished after the stop: its candidate is retrained on resume
+                    self.comm.Recv([self.result_buf.view(np.uint8), MPI.BYTE], source=src, tag=tag)
+                else:
+                    self.comm.Recv([EMPTY, MPI.BYTE], source=src, tag=tag)
+                    if tag == Tag.BYE:
+                        waiting.discard(src)
+            else:
+                time.sleep(0.001)
+        MPI.Request.Waitall(requests)
+        self.live = waiting

@@ -1,0 +1,389 @@
+"""Network Structure Codes (NSC): the block encoding of BlockQNN (CVPR 2018, Table 1).
+
+Used as a library; from the shell, a code is inspected with
+
+    python -m bqnn.describe "[(1,4,0,0,0),(2,1,3,1,0),(3,1,3,2,0),(4,5,0,1,3),(5,7,0,0,0)]"
+
+A block is a tuple of `Layer` rows ``(index, type, kernel, pred1, pred2)``:
+
+    type  op              kernels   predecessors
+    1     convolution     1, 3, 5   pred1
+    2     max pooling     1, 3      pred1
+    3     average pooling 1, 3      pred1
+    4     identity        0         pred1
+    5     elemental add   0         pred1, pred2 (distinct)
+    6     concat          0         pred1, pred2 (distinct)
+    7     terminal        0         none (0, 0); always the last row
+
+Row i has index i (1-based). Layer 1 reads the block input, written pred1 = 0;
+every later layer reads earlier layers, 1 <= pred < index. Layers without a
+successor are concatenated into the block output. The largest index, terminal
+included, is `max_index` (23 in the paper).
+
+Three forms: the text form exactly as the paper prints it, a fixed-shape
+integer array (max_index x 5, zero padded) for MPI messages and HDF5, and a
+canonical hash equal for any two codes that describe the same DAG (layers
+renumbered, inputs of add/concat swapped). This module imports no torch.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+MAX_INDEX = 23  # the paper's maximum layer index (terminal included)
+ARRAY_DTYPE = np.int16
+
+
+class Op(IntEnum):
+    CONV = 1
+    MAX_POOL = 2
+    AVG_POOL = 3
+    IDENTITY = 4
+    ADD = 5
+    CONCAT = 6
+    TERMINAL = 7
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One row of Table 1: what an op type accepts."""
+
+    name: str
+    short: str  # label used in drawings and describe output
+    kernels: tuple[int, ...]
+    arity: int  # number of predecessors: 1, 2, or 0 (terminal)
+
+
+# The one op table. Builders (block.py) and cost formulas (metrics.py) are keyed by Op.
+OPS: dict[Op, OpSpec] = {
+    Op.CONV: OpSpec("convolution", "Conv", (1, 3, 5), 1),
+    Op.MAX_POOL: OpSpec("max pooling", "MaxP", (1, 3), 1),
+    Op.AVG_POOL: OpSpec("average pooling", "AvgP", (1, 3), 1),
+    Op.IDENTITY: OpSpec("identity", "Identity", (0,), 1),
+    Op.ADD: OpSpec("elemental add", "Add", (0,), 2),
+    Op.CONCAT: OpSpec("concat", "Concat", (0,), 2),
+    Op.TERMINAL: OpSpec("terminal", "Terminal", (0,), 0),
+}
+
+
+class Layer(NamedTuple):
+    index: int
+    type: int
+    kernel: int
+    pred1: int
+    pred2: int
+
+    def __str__(self) -> str:
+        return "(%d,%d,%d,%d,%d)" % self
+
+
+NSC = tuple[Layer, ...]
+
+
+class NSCError(ValueError):
+    """An invalid code; the message names the row and the rule broken."""
+
+
+def terminal(index: int) -> Layer:
+    return Layer(index, int(Op.TERMINAL), 0, 0, 0)
+
+
+def check_layer(layer: Layer, max_index: int = MAX_INDEX) -> None:
+    """Raise NSCError if `layer` breaks a rule of Table 1 at its own index."""
+    index, typ, kernel, p1, p2 = layer
+    where = f"row {index} {layer}"
+    if not 1 <= index <= max_index:
+        raise NSCError(f"{where}: index must be in 1..{max_index}")
+    if typ not in OPS.keys():
+        raise NSCError(f"{where}: type {typ} is not one of 1..7 (Table 1)")
+    spec = OPS[Op(typ)]
+    if kernel not in spec.kernels:
+        allowed = ", ".join(map(str, spec.kernels))
+        raise NSCError(f"{where}: kernel {kernel} is not allowed for {spec.name} (allowed: {allowed})")
+    if spec.arity == 0:
+        if p1 != 0 or p2 != 0:
+            raise NSCError(f"{where}: terminal must have pred1 = pred2 = 0")
+        if index == 1:
+            raise NSCError(f"{where}: a block needs at least one layer before the terminal")
+        return
+    if index == 1:
+        if spec.arity == 2:
+            raise NSCError(f"{where}: {spec.name} needs two earlier layers; layer 1 has only the block input")
+        if p1 != 0:
+            raise NSCError(f"{where}: layer 1 reads the block input, so pred1 must be 0")
+    elif not 1 <= p1 < index:
+        raise NSCError(f"{where}: pred1 must be in 1..{index - 1} (an earlier layer)")
+    if spec.arity == 1:
+        if p2 != 0:
+            raise NSCError(f"{where}: pred2 must be 0 for {spec.name} (only add and concat have two inputs)")
+    else:
+        if not 1 <= p2 < index:
+            raise NSCError(f"{where}: pred2 of {spec.name} must be in 1..{index - 1} (an earlier layer)")
+        if p2 == p1:
+            raise NSCError(f"{where}: pred1 and pred2 of {spec.name} must be different layers")
+
+
+def validate(rows: Iterable[Sequence[int]], max_index: int = MAX_INDEX) -> NSC:
+    """Return the rows as an NSC, or raise NSCError naming the row and the rule broken."""
+    layers: list[Layer] = []
+    for i, row in enumerate(rows, start=1):
+        values = tuple(row)
+        if len(values) != 5 or not all(isinstance(v, (int, np.integer)) for v in values):
+            raise NSCError(f"row {i} {values}: an NSC row is 5 integers (index, type, kernel, pred1, pred2)")
+        layer = Layer(*(int(v) for v in values))
+        if layer.index != i:
+            raise NSCError(f"row {i} {layer}: index must be {i} (rows are numbered 1, 2, 3, ... in order)")
+        if layers and layers[-1].type == Op.TERMINAL:
+            raise NSCError(f"row {i} {layer}: nothing may follow the terminal (row {i - 1})")
+        check_layer(layer, max_index)
+        layers.append(layer)
+    if not layers:
+        raise NSCError("empty code: a block needs at least one layer and a terminal")
+    if layers[-1].type != Op.TERMINAL:
+        raise NSCError(f"row {len(layers)} {layers[-1]}: the last row must be the terminal (T,7,0,0,0)")
+    return tuple(layers)
+
+
+# ---------------------------------------------------------------- text form
+
+_ROW = re.compile(r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*\)")
+
+
+def parse(text: str, max_index: int = MAX_INDEX) -> NSC:
+    """Parse the paper's text form, e.g. ``[(1,4,0,0,0),(2,1,3,1,0),(3,7,0,0,0)]``."""
+    body = text.strip()
+    if body.startswith("Codes") and "=" in body:  # accept a line copied from the paper's figures
+        body = body.split("=", 1)[1].strip()
+    if not (body.startswith("[") and body.endswith("]")):
+        raise NSCError(f"not an NSC list: expected '[(1,4,0,0,0),...]', got {text!r}")
+    inner = body[1:-1].strip()
+    rows: list[tuple[int, ...]] = []
+    pos = 0
+    while pos < len(inner):
+        m = _ROW.match(inner, pos)
+        if not m:
+            raise NSCError(f"cannot read row {len(rows) + 1} at {inner[pos:pos + 20]!r}: expected (i,t,k,p1,p2)")
+        rows.append(tuple(int(g) for g in m.groups()))
+        pos = m.end()
+        rest = inner[pos:].lstrip()
+        if rest.startswith(","):
+            rest = rest[1:].lstrip()
+        pos = len(inner) - len(rest)
+    return validate(rows, max_index)
+
+
+def format_nsc(nsc: NSC) -> str:
+    """The paper's text form, without spaces."""
+    return "[" + ",".join(str(layer) for layer in nsc) + "]"
+
+
+# --------------------------------------------------------------- array form
+
+def to_array(nsc: NSC, max_index: int = MAX_INDEX) -> np.ndarray:
+    """Fixed-shape (max_index, 5) int16 array, zero padded after the terminal."""
+    if len(nsc) > max_index:
+        raise NSCError(f"code has {len(nsc)} rows, more than max_index {max_index}")
+    arr = np.zeros((max_index, 5), dtype=ARRAY_DTYPE)
+    arr[: len(nsc)] = np.asarray(nsc, dtype=ARRAY_DTYPE)
+    return arr
+
+
+def from_array(arr: np.ndarray, max_index: int | None = None) -> NSC:
+    """Inverse of `to_array`: rows up to the first all-zero row, validated."""
+    a = np.asarray(arr)
+    if a.ndim != 2 or a.shape[1] != 5:
+        raise NSCError(f"NSC array must have shape (rows, 5), got {a.shape}")
+    limit = a.shape[0] if max_index is None else max_index
+    n = 0
+    while n < a.shape[0] and a[n].any():
+        n += 1
+    if a[n:].any():
+        raise NSCError(f"row {n + 1}: a zero row ends the code, but non-zero rows follow it")
+    return validate(a[:n].tolist(), limit)
+
+
+# ---------------------------------------------------------------- the graph
+
+@dataclass(frozen=True)
+class BlockGraph:
+    """The block as a DAG. Node 0 is the block input, nodes 1..n the layers
+    (terminal excluded), node n+1 the block output (concat of the leaves).
+
+    `density` = edges / nodes with input and output counted as nodes and the
+    edges input->layer 1 and leaf->output counted as edges (docs/choices.md).
+    """
+
+    n_layers: int
+    preds: tuple[tuple[int, ...], ...]  # per node, its predecessor nodes
+    leaves: tuple[int, ...]
+
+    @property
+    def nodes(self) -> int:
+        return self.n_layers + 2
+
+    @property
+    def edges(self) -> int:
+        return sum(len(p) for p in self.preds)
+
+    @property
+    def density(self) -> float:
+        return self.edges / self.nodes
+
+
+def graph(nsc: NSC) -> BlockGraph:
+    layers = [layer for layer in nsc if layer.type != Op.TERMINAL]
+    n = len(layers)
+    preds: list[tuple[int, ...]] = [()]
+    has_succ = [False] * (n + 1)
+    for layer in layers:
+        ps = (layer.pred1, layer.pred2) if OPS[Op(layer.type)].arity == 2 else (layer.pred1,)
+        preds.append(ps)
+        for p in ps:
+            has_succ[p] = True
+    leaves = tuple(i for i in range(1, n + 1) if not has_succ[i])
+    preds.append(leaves)
+    return BlockGraph(n, tuple(preds), leaves)
+
+
+# ------------------------------------------------------------ canonical hash
+
+def _labels(nsc: NSC) -> list[int]:
+    layers = [layer for layer in nsc if layer.type != Op.TERMINAL]
+    return [0] + [10 * layer.type + layer.kernel for layer in layers] + [1]
+
+
+def _canonical_form(labels: list[int], preds: Sequence[Sequence[int]]) -> tuple:
+    """Minimal encoding over all relabelings of a node-labelled DAG whose edges
+    into a node are unordered. Individualization-refinement: colour refinement
+    splits nodes by label and by the colours of their predecessors and
+    successors; remaining ties are broken by trying each node of the first
+    non-singleton cell, pruning nodes that an automorphism already found maps
+    onto one tried before. Exact, and fast on symmetric blocks (k identical
+    branches cost O(k^2) leaves, not k!)."""
+    n = len(labels)
+    succs: list[list[int]] = [[] for _ in range(n)]
+    for v, ps in enumerate(preds):
+        for p in ps:
+            succs[p].append(v)
+
+    def relabel(sigs: list) -> list[int]:
+        rank = {s: i for i, s in enumerate(sorted(set(sigs)))}
+        return [rank[s] for s in sigs]
+
+    def refine(colors: list[int]) -> list[int]:
+        count = len(set(colors))
+        while True:
+            new = relabel([
+                (colors[v], tuple(sorted(colors[p] for p in preds[v])), tuple(sorted(colors[s] for s in succs[v])))
+                for v in range(n)
+            ])
+            new_count = len(set(new))
+            if new_count == count:
+                return new
+            colors, count = new, new_count
+
+    def encode(colors: list[int]) -> tuple:
+        order = sorted(range(n), key=colors.__getitem__)
+        return tuple((labels[v], tuple(sorted(colors[p] for p in preds[v]))) for v in order)
+
+    first: list[tuple[tuple, list[int]]] = []  # [(encoding, order)] of the first leaf reached
+    best: list[tuple[tuple, list[int]]] = []  # [(encoding, order)] of the smallest leaf so far
+    autos: list[list[int]] = []
+    # Twins (same label, same predecessors, same successors) can always be exchanged:
+    # seed the automorphisms with those transpositions so that k parallel identical
+    # branches are searched once, not k! times.
+    twins: dict[tuple, list[int]] = {}
+    for v in range(n):
+        twins.setdefault((labels[v], tuple(sorted(preds[v])), tuple(sorted(succs[v]))), []).append(v)
+    for group in twins.values():
+        for a, b in zip(group, group[1:]):
+            g = list(range(n))
+            g[a], g[b] = b, a
+            autos.append(g)
+
+    def orbit(v: int, fixed: list[int]) -> int:
+        """Smallest node in v's orbit under the automorphisms found that fix `fixed` pointwise."""
+        group = [g for g in autos if all(g[p] == p for p in fixed)]
+        seen, stack = {v}, [v]
+        while stack:
+            x = stack.pop()
+            for g in group:
+                if g[x] not in seen:
+                    seen.add(g[x])
+                    stack.append(g[x])
+        return min(seen)
+
+    def search(colors: list[int], fixed: list[int]) -> None:
+        cells: dict[int, list[int]] = {}
+        for v, c in enumerate(colors):
+            cells.setdefault(c, []).append(v)
+        target = next((cells[c] for c in sorted(cells) if len(cells[c]) > 1), None)
+        if target is None:
+            enc = encode(colors)
+            order = sorted(range(n), key=colors.__getitem__)
+            for ref_enc, ref_order in first + best:
+                if enc == ref_enc:  # same encoding: the two labelings differ by an automorphism
+                    g = [0] * n
+                    for pos, v in enumerate(order):
+                        g[v] = ref_order[pos]
+                    autos.append(g)
+                    return
+            if not first:
+                first.append((enc, order))
+            if not best or enc < best[0][0]:
+                best[:] = [(enc, order)]
+            return
+        tried: list[int] = []
+        for v in target:
+            if any(orbit(t, fixed) == orbit(v, fixed) for t in tried):
+                continue
+            tried.append(v)
+            split = relabel([(c, 0 if x == v else 1) for x, c in enumerate(colors)])
+            search(refine(split), fixed + [v])
+
+    search(refine(relabel(labels)), [])
+    return best[0][0]
+
+
+def canonical_hash(nsc: NSC) -> str:
+    """16 hex digits, equal for codes that describe isomorphic blocks."""
+    g = graph(nsc)
+    form = _canonical_form(_labels(nsc), g.preds)
+    return hashlib.sha256(repr(form).encode()).hexdigest()[:16]
+
+
+def renumber(nsc: NSC, order: Sequence[int], swap: Iterable[int] = ()) -> NSC:
+    """The same block written in another topological order of its layers.
+
+    `order` lists the old layer indices in their new order (a topological order
+    starting with the layer that reads the input); layers in `swap` (old
+    indices) get their two inputs exchanged. Used by tests and tools."""
+    layers = [layer for layer in nsc if layer.type != Op.TERMINAL]
+    if sorted(order) != list(range(1, len(layers) + 1)):
+        raise NSCError(f"order {list(order)} is not a permutation of 1..{len(layers)}")
+    new_of = {0: 0, **{old: new for new, old in enumerate(order, start=1)}}
+    swapped = set(swap)
+    rows = []
+    for new, old in enumerate(order, start=1):
+        l = layers[old - 1]
+        p1, p2 = new_of[l.pred1], (new_of[l.pred2] if l.pred2 else 0)
+        if old in swapped and p2:
+            p1, p2 = p2, p1
+        rows.append((new, l.type, l.kernel, p1, p2))
+    rows.append(tuple(terminal(len(rows) + 1)))
+    return validate(rows, max(len(rows), MAX_INDEX))
+
+
+# ------------------------------------------------------------ named blocks
+
+# The paper's worked examples (CVPR 2018, Fig. 2), usable as test vectors and with `bqnn.train --block`.
+INCEPTION_LIKE: NSC = parse(
+    "[(1,4,0,0,0),(2,1,1,1,0),(3,1,3,2,0),(4,1,1,1,0),(5,1,5,4,0),(6,6,0,3,5),(7,2,3,1,0),(8,1,1,7,0),(9,6,0,6,8),(10,7,0,0,0)]"
+)
+RESIDUAL_LIKE: NSC = parse("[(1,4,0,0,0),(2,1,3,1,0),(3,1,3,2,0),(4,5,0,1,3),(5,7,0,0,0)]")
+NAMED_BLOCKS: dict[str, NSC] = {"inception-like": INCEPTION_LIKE, "residual-like": RESIDUAL_LIKE}

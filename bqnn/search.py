@@ -1,0 +1,134 @@
+"""Block search with Q-learning (or random search), as one process or an MPI job.
+
+    python -m bqnn.search --config jobs/demo.toml --out runs/demo
+    python -m bqnn.search --config jobs/cifar100_paper.toml --out $SCRATCH/run1 --set data.root=$DATA
+    mpiexec -n 9 python -m bqnn.search --config JOB --out DIR      # rank 0 + 8 workers
+    srun -n 33 python -m bqnn.search --config JOB --out DIR        # the paper's 32 GPUs
+
+Running the same command on a DIR that holds search.h5 resumes the search where
+it stopped (`--config` may then be left out: the stored config is used). A resume
+whose config changes a key that defines the search is refused, naming the keys;
+only runtime keys (config.RUNTIME_KEYS: device, threads, dispatch, checkpoint
+interval, ...) may change. SIGTERM or SIGUSR1 (what `sbatch --signal` sends)
+writes a checkpoint and exits 143; SIGINT exits 130. Bad input (unknown config
+key, missing dataset, corrupt checkpoint) is one line on stderr and exit 2; an
+existing checkpoint is never overwritten by a fresh search.
+
+Progress: one line per iteration with epsilon, mean and best reward of the
+iteration, candidates done/total, repeats, failures, elapsed time and ETA.
+Results: DIR/search.h5 (docs/hdf5.md); `python -m bqnn.report DIR` summarizes it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import checkpoint
+from .config import RUNTIME_KEYS, Config, ConfigError, diff, from_json, load
+from .data import DataError
+from .nsc import NSCError
+
+PROG = "bqnn.search"
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bqnn.search", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", help="TOML job file (jobs/*.toml); optional when resuming")
+    p.add_argument("--out", required=True, help="output directory; holds search.h5")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (repeatable), e.g. --set trainer.epochs=2")
+    return p.parse_args(argv)
+
+
+def resolve(args: argparse.Namespace) -> tuple[Config, checkpoint.SearchState | None, str | None]:
+    """The config to run and the state to resume from (None for a new search)."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    if not checkpoint.exists(out):
+        if not args.config:
+            raise ConfigError(f"--config is required: {out} holds no search.h5 to resume")
+        return load(args.config, args.set), None, None
+    state, used, warning = checkpoint.load(out)
+    stored = from_json(state.config_json)
+    cfg = load(args.config, args.set) if args.config else load(None, args.set, base=stored)
+    changed = [k for k in diff(stored, cfg) if k not in RUNTIME_KEYS]
+    if changed:
+        raise ConfigError(f"refusing to resume {out}: the config differs from the stored one in "
+                          f"{', '.join(changed)} (use another --out for a new search)")
+    return cfg, state, warning
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from .mpi import world  # roles are decided once, here
+
+    comm = world()
+    if comm is not None and comm.Get_rank() != 0:
+        from .worker import run_worker
+
+        return run_worker(comm)
+    try:
+        cfg, state, warning = resolve(args)
+    except (ConfigError, checkpoint.CheckpointError, NSCError, ValueError) as e:
+        if comm is not None:
+            from .mpi_executor import abort_workers
+
+            abort_workers(comm)
+        return _fail(str(e))
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    return run_master(cfg, args.out, state, comm)
+
+
+def run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm) -> int:
+    from .master import InlineExecutor, Master, StopFlag, WorkerStartupError
+
+    stop = StopFlag()
+    stop.install()
+    executor = None
+    try:
+        if comm is None or comm.Get_size() == 1:
+            from .trainer import make_trainer, resolve_device
+
+            device = resolve_device(cfg.trainer.device)
+            executor = InlineExecutor(make_trainer(cfg, device), stop)
+            where = f"training in this process on {device}" if cfg.trainer.kind == "real" else "simulated trainer"
+        else:
+            from .mpi_executor import MPIExecutor
+
+            executor = MPIExecutor(comm, cfg, stop)
+            where = f"{comm.Get_size() - 1} workers, {cfg.search.dispatch} dispatch"
+        master = Master(cfg, out, executor, stop, state=state)
+    except (DataError, ConfigError, ValueError) as e:
+        if executor is not None:
+            executor.shutdown(2)
+        elif comm is not None and comm.Get_size() > 1:
+            from .mpi_executor import abort_workers
+
+            abort_workers(comm)
+        return _fail(str(e))
+    total = master.total * master.n
+    print(f"bqnn search: {master.strategy.name}, {master.total} iterations x {master.n} blocks "
+          f"({total} candidates), world size {executor.world_size} ({where}), output {out}", flush=True)
+    if state is not None:
+        print(f"resuming at iteration {master.iteration + 1}/{master.total}: {len(master.records)} candidates "
+              f"done, {len(master.resume_inflight)} to train again (run {master.runs})", flush=True)
+    code = 2
+    try:
+        code = master.run()
+    except WorkerStartupError as e:
+        code = _fail(str(e))
+    finally:
+        executor.shutdown(code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The interface every search strategy implements, so that the master, the
+checkpoint and the report never know which one runs.
+
+Used as a library: `bqnn.strategies.make_strategy(config)`.
+
+The master calls, per iteration i: `propose(i, n)` for the blocks to evaluate,
+then `observe(nsc, reward)` once per evaluated block (repeats answered from the
+reward cache included), in candidate-id order in batch mode or as results
+arrive in async mode, then `end_iteration(i)` once all of iteration i is in.
+`state()` / `load_state()` carry everything needed to continue bit-exactly
+after a restart: plain numpy arrays and JSON-able attributes, never pickles.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..nsc import NSC
+
+
+class Strategy(ABC):
+    name: str = ""
+
+    @property
+    @abstractmethod
+    def total_iterations(self) -> int: ...
+
+    def epsilon(self, iteration: int) -> float:
+        """Exploration rate shown in progress lines (1.0 for pure random search)."""
+        return 1.0
+
+    @abstractmethod
+    def propose(self, iteration: int, n: int) -> list[NSC]: ...
+
+    @abstractmethod
+    def observe(self, nsc: NSC, reward: float) -> None: ...
+
+    @abstractmethod
+    def end_iteration(self, iteration: int) -> None: ...
+
+    def best_guess(self) -> NSC | None:
+        """The block the strategy itself would pick now (greedy), if it has one."""
+        return None
+
+    @abstractmethod
+    def state(self) -> tuple[dict[str, np.ndarray], dict]: ...
+
+    @abstractmethod
+    def load_state(self, arrays: dict[str, np.ndarray], attrs: dict) -> None: ...

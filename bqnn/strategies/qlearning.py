@@ -1,0 +1,86 @@
+"""BlockQNN's Q-learning strategy: e-greedy proposals on the Table 2 schedule,
+one Q-update per evaluated block, then experience replay after each iteration.
+
+Used as a library through `bqnn.strategies.make_strategy`.
+
+`q_init` (the value of unvisited state-action pairs) is not given in the paper.
+By default (`search.q_init` unset) it is calibrated once: the mean reward of the
+first `blocks_per_iteration` results, which arrive during the e = 1 phase when Q
+is not yet used for sampling; updates wait until then. A fixed number can be set
+instead. Why: with q_init far below the rewards the greedy block collapses to the
+empty block (the terminal's Q dominates early, the paper's sec. 3.2 remark); far
+above, every unvisited continuation looks better than stopping (docs/choices.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..agent import EpsilonSchedule, QLearningAgent
+from ..nsc import NSC, from_array, to_array
+from ..space import Space
+from .base import Strategy
+
+
+class QLearningStrategy(Strategy):
+    name = "qlearning"
+
+    def __init__(self, space: Space, schedule: EpsilonSchedule, seed: int, alpha: float, gamma: float,
+                 q_init: float | None, shaped: bool, replay_samples: int, calibration_size: int) -> None:
+        self.space = space
+        self.schedule = schedule
+        self.agent = QLearningAgent(space, seed, alpha, gamma, q_init if q_init is not None else 0.0, shaped,
+                                    replay_samples)
+        self.calibrated = q_init is not None
+        self.calibration_size = calibration_size
+        self.pending: list[tuple[NSC, float]] = []  # observations held until q_init is calibrated
+
+    @property
+    def total_iterations(self) -> int:
+        return self.schedule.total
+
+    def epsilon(self, iteration: int) -> float:
+        return self.schedule.epsilon(iteration)
+
+    def propose(self, iteration: int, n: int) -> list[NSC]:
+        eps = self.schedule.epsilon(iteration)
+        return [self.agent.sample(eps) for _ in range(n)]
+
+    def observe(self, nsc: NSC, reward: float) -> None:
+        if not self.calibrated:
+            self.pending.append((nsc, reward))
+            if len(self.pending) < self.calibration_size:
+                return
+            self.agent.q_init = float(np.mean([r for _, r in self.pending]))
+            self.calibrated = True
+            held, self.pending = self.pending, []
+            for b, r in held:
+                self._learn(b, r)
+            return
+        self._learn(nsc, reward)
+
+    def _learn(self, nsc: NSC, reward: float) -> None:
+        self.agent.update(nsc, reward)
+        self.agent.remember(nsc, reward)
+
+    def end_iteration(self, iteration: int) -> None:
+        if self.calibrated:
+            self.agent.replay()
+
+    def best_guess(self) -> NSC | None:
+        return self.agent.greedy_block() if self.calibrated else None
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        mi = self.space.max_index
+        arrays = self.agent.state_arrays(mi)
+        arrays["pending_nsc"] = (np.stack([to_array(b, mi) for b, _ in self.pending]) if self.pending
+                                 else np.zeros((0, mi, 5), np.int16))
+        arrays["pending_reward"] = np.array([r for _, r in self.pending], dtype=np.float64)
+        attrs = dict(self.agent.state_attrs(), q_init=self.agent.q_init, calibrated=int(self.calibrated))
+        return arrays, attrs
+
+    def load_state(self, arrays: dict[str, np.ndarray], attrs: dict) -> None:
+        self.agent.load_state(arrays, attrs)
+        self.agent.q_init = float(attrs["q_init"])
+        self.calibrated = bool(int(attrs["calibrated"]))
+        self.pending = [(from_array(b, self.space.max_index), float(r))
+                        for b, r in zip(arrays["pending_nsc"], arrays["pending_reward"].tolist())]

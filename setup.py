@@ -1,0 +1,21 @@
+"""bqnn: block-wise neural architecture search with Q-learning (BlockQNN), as an MPI batch application."""
+from setuptools import find_packages, setup
+
+setup(
+    name="bqnn",
+    version="0.1.0",
+    description="BlockQNN: block-wise neural network architecture search with Q-learning, on MPI and SLURM",
+    packages=find_packages(include=["bqnn", "bqnn.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "torch>=2.1,<3",  # install the build for your machine first (setup.sh pins the CPU wheel here)
+        "numpy>=1.24",
+        "h5py>=3.8",
+        "mpi4py>=3.1",
+    ],
+    extras_require={
+        "mpich": ["mpich"],  # an MPI for machines without one (gives mpiexec in the environment)
+        "vision": ["torchvision"],  # image folders via torchvision (optional)
+        "dev": ["pytest>=7"],
+    },
+)

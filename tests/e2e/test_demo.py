@@ -1,0 +1,16 @@
+"""The README's demo, exactly as a user runs it (about 3 minutes on 2 cores)."""
+import json
+
+from tests.conftest import ROOT, needs_fashion, run_module
+
+
+@needs_fashion
+def test_demo_search_learns(tmp_path):
+    out = tmp_path / "demo"
+    r = run_module("bqnn.search", "--config", str(ROOT / "jobs" / "demo.toml"), "--out", str(out), timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads(run_module("bqnn.report", str(out), "--json").stdout)
+    assert s["iterations_done"] == s["iterations_total"] == 13 and s["candidates"] == 208
+    eps = s["per_epsilon"]
+    # the mean reward of the last epsilon = 0.1 iterations is above that of the epsilon = 1.0 ones
+    assert eps["0.10"] > eps["1.00"] + 3.0, eps
