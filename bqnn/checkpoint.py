@@ -4,8 +4,8 @@ Used as a library by the master and by `python -m bqnn.report DIR`; readable
 with `h5dump -H DIR/search.h5`. Layout (docs/hdf5.md):
 
     /                 attrs: format, schema_version, config (JSON), versions (JSON),
-                      strategy, iteration (next to run), iterations_total, next_id,
-                      elapsed (seconds, all runs), runs, updated (ISO time), world_size
+                      strategy, max_index, iteration (next to run), iterations_total, next_id,
+                      elapsed and master_cpu (seconds, all runs), runs, updated (ISO time), world_size
     /candidates       one row per candidate, compound dtype `candidate_dtype` (resizable)
     /cache            hash (S16), id: the candidate whose result answers each block hash
     /inflight         id, iteration, nsc, epsilon: proposed and not finished at save time
@@ -73,6 +73,7 @@ class SearchState:
     iterations_total: int = 0
     next_id: int = 0
     elapsed: float = 0.0
+    master_cpu: float = 0.0  # CPU seconds used by rank 0 itself (all runs)
     runs: int = 0
     world_size: int = 1
     candidates: np.ndarray | None = None
@@ -145,6 +146,7 @@ def save(directory: str | Path, state: SearchState) -> Path:
         a["iterations_total"] = state.iterations_total
         a["next_id"] = state.next_id
         a["elapsed"] = state.elapsed
+        a["master_cpu"] = state.master_cpu
         a["runs"] = state.runs
         a["world_size"] = state.world_size
         a["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -210,6 +212,7 @@ def read(path: str | Path) -> SearchState:
                 iterations_total=int(a["iterations_total"]),
                 next_id=int(a["next_id"]),
                 elapsed=float(a["elapsed"]),
+                master_cpu=float(a["master_cpu"]),
                 runs=int(a["runs"]),
                 world_size=int(a["world_size"]),
                 candidates=f["candidates"][()],
@@ -255,4 +258,5 @@ def load(directory: str | Path) -> tuple[SearchState, Path, str | None]:
             state = read(bak)
         except CheckpointError as e2:
             raise CheckpointError(f"{e1}; and {e2}") from None
-        return state, bak, f"warning: {e1}; resuming from {bak.name} (iteration {state.iteration})"
+        return state, bak, (f"warning: {e1}; resuming from {bak.name} ({state.iteration} of "
+                            f"{state.iterations_total} iterations complete)")

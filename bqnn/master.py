@@ -190,6 +190,8 @@ class Master:
         self.iteration = 0
         self.next_id = 0
         self.elapsed_before = 0.0
+        self.cpu_before = 0.0
+        self.cpu_start = time.process_time()
         self.runs = 0
         self.util_before: dict[int, tuple[float, float]] = {}
         # Candidate id = iteration * blocks_per_iteration + position: the iteration of any id is id // n.
@@ -378,6 +380,7 @@ class Master:
             iterations_total=self.total,
             next_id=self.next_id,
             elapsed=self.elapsed(),
+            master_cpu=self.cpu_before + time.process_time() - self.cpu_start,
             runs=self.runs,
             world_size=self.executor.world_size,
             candidates=candidates,
@@ -401,6 +404,7 @@ class Master:
 
     def _restore(self, s: checkpoint.SearchState) -> None:
         self.iteration, self.next_id, self.elapsed_before, self.runs = s.iteration, s.next_id, s.elapsed, s.runs
+        self.cpu_before = s.master_cpu
         self.strategy.load_state(s.strategy_arrays, s.strategy_attrs)
         f = self.dtype.names
         for row in s.candidates:

@@ -54,7 +54,8 @@ class MPIExecutor:
         self.queue: deque[Task] = deque()
         self.ready: deque[int] = deque()  # ranks waiting for a task, first come first served
         self.pending: dict[int, Task] = {}  # rank -> the task it is training
-        self.live = set(range(1, self.world_size))
+        self.live = set(range(1, self.world_size))  # workers that can train
+        self.connected = set(self.live)  # workers still running (no BYE yet): all must get STOP
         self.failed_start: dict[int, str] = {}
         now = time.perf_counter()
         self.busy = {r: 0.0 for r in self.live}
@@ -132,6 +133,7 @@ class MPIExecutor:
         elif tag == Tag.BYE:
             self.comm.Recv([EMPTY, MPI.BYTE], source=src, tag=tag)
             self.live.discard(src)
+            self.connected.discard(src)
         else:
             raise RuntimeError(f"unexpected MPI tag {tag} from rank {src}")
         return None
@@ -155,8 +157,8 @@ class MPIExecutor:
         if code is None:
             code = self.stop.exit_code
         stop = np.array([code], np.int32)
-        requests = [self.comm.Isend([stop, MPI.INT32_T], dest=r, tag=Tag.STOP) for r in sorted(self.live)]
-        waiting = set(self.live)
+        requests = [self.comm.Isend([stop, MPI.INT32_T], dest=r, tag=Tag.STOP) for r in sorted(self.connected)]
+        waiting = set(self.connected)
         deadline = time.perf_counter() + 60.0
         status = MPI.Status()
         while waiting and time.perf_counter() < deadline:
@@ -173,4 +175,5 @@ class MPIExecutor:
             else:
                 time.sleep(0.001)
         MPI.Request.Waitall(requests)
-        self.live = waiting
+        self.connected = waiting
+        self.live &= waiting

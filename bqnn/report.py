@@ -10,7 +10,8 @@ failed (trained blocks whose status is not ok), best {nsc (list of 5-lists),
 reward, accuracy, flops, params, density, id, iteration}, top (the K best
 unique blocks), per_iteration [{iteration, epsilon, mean_reward, best_reward}],
 per_epsilon {epsilon: mean reward}, utilization {per_rank: [{rank, busy, idle,
-utilization}], mean}, candidates_per_worker_hour, elapsed_seconds, strategy.
+utilization}], mean}, candidates_per_worker_hour, elapsed_seconds,
+master_cpu_seconds, strategy.
 Exit 2 with one line if DIR holds no readable search.
 """
 from __future__ import annotations
@@ -82,6 +83,7 @@ def summarize(state: checkpoint.SearchState, top: int = 5) -> dict:
                         "mean": float(busy.sum() / (busy + idle).sum()) if (busy + idle).sum() > 0 else 0.0},
         "candidates_per_worker_hour": float(len(trained) / worker_hours) if worker_hours > 0 else 0.0,
         "elapsed_seconds": float(state.elapsed),
+        "master_cpu_seconds": float(state.master_cpu),
         "world_size": int(state.world_size),
         "runs": int(state.runs),
     }
