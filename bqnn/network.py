@@ -115,7 +115,7 @@ def build_network(nsc: NSC, cfg: NetworkConfig, in_channels: int, size: int, num
 def network_cost(nsc: NSC, cfg: NetworkConfig, in_channels: int, size: int, num_classes: int) -> Cost:
     """Analytic params and FLOPs per image of `build_network(...)`, without building it."""
     total = Cost()
-    plans: dict[tuple[int, int], object] = {}
+    blocks: dict[tuple[int, int, int], Cost] = {}  # a stage repeats the same block N times
     for step in layout(cfg, in_channels, size):
         kind = step[0]
         if kind == "conv":
@@ -130,10 +130,9 @@ def network_cost(nsc: NSC, cfg: NetworkConfig, in_channels: int, size: int, num_
             total = total + Cost(0, (k * k - 1) * c * out * out)
         elif kind == "block":
             _, cin, width, s = step
-            key = (cin, width)
-            if key not in plans:
-                plans[key] = plan_block(nsc, cin, width)
-            total = total + block_cost(plans[key], s * s)  # type: ignore[arg-type]
+            if (cin, width, s) not in blocks:
+                blocks[(cin, width, s)] = block_cost(plan_block(nsc, cin, width), s * s)
+            total = total + blocks[(cin, width, s)]
         elif kind == "head":
             _, c, s = step
             total = total + Cost(0, c * s * s) + Cost(c * num_classes + num_classes, (2 * c + 1) * num_classes)
