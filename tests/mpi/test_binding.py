@@ -11,8 +11,11 @@ from bqnn.mpi import world, worker_slot
 from bqnn.trainer import resolve_device
 comm = world()
 index, per_node = worker_slot(comm)
-print(json.dumps({"rank": comm.Get_rank(), "index": index, "per_node": per_node,
-                  "device": str(resolve_device("auto", max(index, 0)))}), flush=True)
+row = {"rank": comm.Get_rank(), "index": index, "per_node": per_node,
+       "device": str(resolve_device("auto", max(index, 0)))}
+rows = comm.gather(row, root=0)
+if comm.Get_rank() == 0:
+    print(json.dumps(rows), flush=True)
 """
 
 
@@ -21,7 +24,7 @@ def test_worker_slots_on_one_node():
     r = subprocess.run([str(MPIEXEC), "-n", "5", sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                        timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    rows = sorted((json.loads(line) for line in r.stdout.splitlines()), key=lambda d: d["rank"])
+    rows = sorted(json.loads(r.stdout), key=lambda d: d["rank"])
     assert [d["index"] for d in rows] == [-1, 0, 1, 2, 3]  # rank 0 trains nothing; workers 1-4 -> slots 0-3
     assert all(d["per_node"] == 4 for d in rows)
     import torch
