@@ -212,7 +212,7 @@ def read(path: str | Path) -> SearchState:
                 iterations_total=int(a["iterations_total"]),
                 next_id=int(a["next_id"]),
                 elapsed=float(a["elapsed"]),
-                master_cpu=float(a["master_cpu"]),
+                master_cpu=float(a.get("master_cpu", 0.0)),
                 runs=int(a["runs"]),
                 world_size=int(a["world_size"]),
                 candidates=f["candidates"][()],

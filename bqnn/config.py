@@ -111,6 +111,34 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
+@dataclass(frozen=True)
+class FinalTrainConfig:
+    """One network trained to convergence (python -m bqnn.train); presets in train.PROTOCOLS."""
+
+    protocol: Literal["verify", "cifar-final", "imagenet-final"] = "verify"
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1  # SGD
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    milestones: tuple[int, ...] = (15, 23)  # epochs after which lr is divided by 1/gamma
+    gamma: float = 0.1
+    crop_padding: int = 4  # random crop of the original size from the zero-padded image (0: none)
+    flip: bool = True  # random horizontal flip
+    eval_batch_size: int = 1024
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class TrainJobConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    train: FinalTrainConfig = field(default_factory=FinalTrainConfig)
+
+
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)
 
 
@@ -182,15 +210,17 @@ def _unknown(key: str, known: Sequence[str], where: str) -> ConfigError:
     return ConfigError(f"unknown config key '{key}'{where}{hint}")
 
 
-def from_dict(data: dict[str, Any], where: str = "") -> Config:
-    """Build a Config from nested dicts ({section: {key: value}}); unknown keys raise."""
+def from_dict(data: dict[str, Any], where: str = "", root: type = Config):
+    """Build a `root` config (Config or TrainJobConfig) from nested dicts ({section: {key: value}});
+    unknown sections and keys raise ConfigError."""
     sections = {}
+    known = typing.get_type_hints(root)
     for name, values in data.items():
-        if name not in SECTIONS:
-            raise _unknown(name, list(SECTIONS), where)
+        if name not in known:
+            raise _unknown(name, list(known), where)
         if not isinstance(values, dict):
             raise ConfigError(f"config section [{name}]{where} must be a table of keys")
-        cls = SECTIONS[name]
+        cls = known[name]
         hints = typing.get_type_hints(cls)
         kwargs = {}
         for key, value in values.items():
@@ -198,7 +228,7 @@ def from_dict(data: dict[str, Any], where: str = "") -> Config:
                 raise _unknown(f"{name}.{key}", list(hints), where)
             kwargs[key] = _convert(value, hints[key], f"{name}.{key}")
         sections[name] = cls(**kwargs)
-    return Config(**sections)
+    return root(**sections)
 
 
 def parse_override(item: str) -> tuple[str, str, Any]:
@@ -216,17 +246,18 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     return section, name, value
 
 
-def _wants_text(section: str, name: str) -> bool:
+def _wants_text(section: str, name: str, root: type = Config) -> bool:
     """True if the key takes text only (str or a Literal of strings)."""
-    cls = SECTIONS.get(section)
+    cls = typing.get_type_hints(root).get(section)
     tp = typing.get_type_hints(cls).get(name) if cls else None
     if tp is str:
         return True
     return typing.get_origin(tp) is Literal and all(isinstance(a, str) for a in typing.get_args(tp))
 
 
-def load(path: str | Path | None, overrides: Sequence[str] = (), base: Config | None = None) -> Config:
-    """Read a TOML job file (or start from `base`, or the defaults) and apply `--set` overrides."""
+def load(path: str | Path | None, overrides: Sequence[str] = (), base=None, root: type = Config):
+    """Read a TOML job file (or start from `base`, or the defaults) and apply `--set` overrides.
+    `root` is Config (searches) or TrainJobConfig (python -m bqnn.train)."""
     data: dict[str, dict[str, Any]] = to_dict(base) if base is not None else {}
     where = ""
     if path is not None:
@@ -240,15 +271,16 @@ def load(path: str | Path | None, overrides: Sequence[str] = (), base: Config | 
             raise ConfigError(f"config file {p} is a directory") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
-    from_dict(data, where)  # errors in the file name the file
+    from_dict(data, where, root)  # errors in the file name the file
     for item in overrides:
         section, name, value = parse_override(item)
-        if not isinstance(value, str) and _wants_text(section, name):
+        if not isinstance(value, str) and _wants_text(section, name, root):
             value = item.split("=", 1)[1].strip()  # e.g. inject_fault=nan is the word, not the float
-        from_dict({section: {name: value}}, " in --set")  # errors in an override name --set
+        from_dict({section: {name: value}}, " in --set", root)  # errors in an override name --set
         data.setdefault(section, {})[name] = value
-    cfg = from_dict(data, where)
-    check(cfg)
+    cfg = from_dict(data, where, root)
+    if root is Config:
+        check(cfg)
     return cfg
 
 
@@ -299,13 +331,13 @@ def check(cfg: Config) -> None:
         raise ConfigError(f"config key search.strategy: unknown strategy {s.strategy!r} (known: {', '.join(STRATEGIES)})")
 
 
-def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+def to_dict(cfg) -> dict[str, dict[str, Any]]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def to_json(cfg: Config) -> str:
+def to_json(cfg) -> str:
     return json.dumps(to_dict(cfg), sort_keys=True)
 
 
-def from_json(text: str) -> Config:
-    return from_dict(json.loads(text), " in the stored config")
+def from_json(text: str, root: type = Config):
+    return from_dict(json.loads(text), " in the stored config", root)

@@ -201,7 +201,7 @@ def load_raw(cfg: DataConfig) -> RawData:
 # ---------------------------------------------------------------- splits
 
 def _to_float(x: np.ndarray, resize: int) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)
+    t = torch.from_numpy(np.array(x, dtype=np.float32)).div_(255.0)  # a copy: IDX arrays are read-only views
     if resize and resize != t.shape[-1]:
         t = F.interpolate(t, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
     return t
@@ -247,3 +247,22 @@ def load_splits(cfg: DataConfig, device: torch.device | str = "cpu", with_test: 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device | str) -> list[torch.Tensor]:
     """A fresh permutation of 0..n-1 on the device, cut into batches of indices."""
     return list(torch.randperm(n, device=device, generator=generator).split(batch_size))
+
+
+def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random crop of the original size from the zero-padded batch, and random horizontal flip, per image,
+    on the batch's device. (Zero padding in normalized space is padding with the mean.)"""
+    b, _, h, w = x.shape
+    dev = x.device
+    if padding:
+        xp = F.pad(x, (padding, padding, padding, padding))
+        oy = torch.randint(0, 2 * padding + 1, (b,), device=dev, generator=generator)
+        ox = torch.randint(0, 2 * padding + 1, (b,), device=dev, generator=generator)
+        rows = (oy[:, None] + torch.arange(h, device=dev)[None, :])[:, None, :, None]  # (b,1,h,1)
+        cols = (ox[:, None] + torch.arange(w, device=dev)[None, :])[:, None, None, :]  # (b,1,1,w)
+        x = xp[torch.arange(b, device=dev)[:, None, None, None], torch.arange(x.shape[1], device=dev)[None, :, None, None],
+               rows, cols]
+    if flip:
+        mask = torch.rand(b, device=dev, generator=generator) < 0.5
+        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    return x

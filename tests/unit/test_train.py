@@ -1,0 +1,84 @@
+"""python -m bqnn.train: protocols, epoch checkpoints, resume after SIGKILL to the same weights, signals."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from bqnn.config import FinalTrainConfig
+from bqnn.train import PROTOCOLS, lr_at
+from tests.conftest import ROOT, needs_fashion, run_module, wait_for
+
+TINY = ["--set", "data.train_subset=1500", "--set", "data.val_size=500", "--set", "data.resize=14",
+        "--set", "network.blocks_per_stage=1", "--set", "network.filters=[8,16,32]", "--set", "train.batch_size=64",
+        "--set", "train.threads=1"]
+
+
+def test_protocol_presets_are_the_papers():
+    c = PROTOCOLS["cifar-final"]
+    assert (c["epochs"], c["lr"], c["momentum"], c["weight_decay"], c["milestones"], c["batch_size"]) == (
+        300, 0.1, 0.9, 5e-4, (150, 225), 128)
+    i = PROTOCOLS["imagenet-final"]
+    assert (i["epochs"], i["weight_decay"], i["milestones"], i["batch_size"]) == (90, 1e-4, (30, 60), 256)
+    t = FinalTrainConfig(lr=0.1, milestones=(150, 225), gamma=0.1)
+    assert [lr_at(t, e) for e in (0, 149, 150, 224, 225, 299)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+@needs_fashion
+def test_two_epochs_reach_well_above_chance(tmp_path):
+    r = run_module("bqnn.train", "--block", "residual-like", "--out", str(tmp_path), *TINY,
+                   "--set", "train.epochs=2", "--set", "train.milestones=[1]", "--set", "train.lr=0.05")
+    assert r.returncode == 0, r.stderr
+    assert [l.startswith("epoch") for l in r.stdout.splitlines()].count(True) == 2
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["best_val_accuracy"] > 40 and res["test_accuracy"] > 40  # chance is 10 %
+    assert res["nsc"] == "[(1,4,0,0,0),(2,1,3,1,0),(3,1,3,2,0),(4,5,0,1,3),(5,7,0,0,0)]" and len(res["history"]) == 2
+
+
+@needs_fashion
+def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
+    args = ["--block", "residual-like", *TINY, "--set", "train.epochs=4", "--set", "train.milestones=[2]",
+            "--set", "train.lr=0.05"]
+    ref = tmp_path / "ref"
+    assert run_module("bqnn.train", *args, "--out", str(ref)).returncode == 0
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "bqnn.train", *args, "--out", str(out)]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: (out / "train.pt").exists(), 120)  # after the first epoch
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    done = torch.load(out / "train.pt", weights_only=True)["epoch"]
+    assert 1 <= done < 4
+    r = run_module("bqnn.train", *args, "--out", str(out))
+    assert r.returncode == 0 and f"resuming {out / 'train.pt'} after epoch {done}/4" in r.stdout
+    a = torch.load(ref / "train.pt", weights_only=True)
+    b = torch.load(out / "train.pt", weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert json.loads((ref / "result.json").read_text())["test_accuracy"] == \
+        json.loads((out / "result.json").read_text())["test_accuracy"]
+
+
+@needs_fashion
+def test_sigterm_keeps_the_last_epoch_and_exits_143(tmp_path):
+    cmd = [sys.executable, "-m", "bqnn.train", "--block", "inception-like", *TINY, "--set", "train.epochs=50",
+           "--out", str(tmp_path)]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: (tmp_path / "train.pt").exists(), 120)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 143
+    assert "stopped by signal SIGTERM" in p.stdout.read()
+    assert torch.load(tmp_path / "train.pt", weights_only=True)["epoch"] >= 1
+
+
+def test_bad_inputs_are_one_line(tmp_path):
+    r = run_module("bqnn.train", "--nsc", "[(1,4,0,0,0),(2,9,0,1,0),(3,7,0,0,0)]", "--out", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "type 9 is not one of 1..7" in r.stderr
+    r = run_module("bqnn.train", "--from", str(tmp_path / "nothing"), "--rank", "1")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
+    r = run_module("bqnn.train", "--block", "residual-like", "--out", str(tmp_path), "--set", "train.epoch=3")
+    assert r.returncode == 2 and "unknown config key 'train.epoch' in --set (did you mean 'train.epochs'?)" in r.stderr
