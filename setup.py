@@ -12,10 +12,13 @@ setup(
         "numpy>=1.24",
         "h5py>=3.8",
         "mpi4py>=3.1",
+        "pillow>=9",  # image folders (ImageNet layout)
+        "matplotlib>=3.6",  # the report's figures
     ],
     extras_require={
         "mpich": ["mpich"],  # an MPI for machines without one (gives mpiexec in the environment)
         "vision": ["torchvision"],  # image folders via torchvision (optional)
-        "dev": ["pytest>=7"],
+        "onnx": ["onnx"],  # python -m bqnn.export --onnx
+        "dev": ["pytest>=7", "onnx", "onnxruntime"],
     },
 )

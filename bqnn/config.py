@@ -71,13 +71,17 @@ class RewardConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["fashion-mnist", "cifar10", "cifar100"] = "fashion-mnist"
+    dataset: Literal["fashion-mnist", "cifar10", "cifar100", "imagefolder"] = "fashion-mnist"
     root: str = ""  # directory; empty: /usr/share/datasets/fashion-mnist for fashion-mnist
     val_size: int = 5000  # held out from the training set; the test set is never used by the search
     train_subset: int = 0  # use this many training images (0: all that remain after validation)
-    resize: int = 0  # resize images to this side once, at load (0: keep)
+    resize: int = 0  # resize images to this side once, at load (0: keep; imagefolder: 0 streams from disk)
     split_seed: int = 0  # seed of the validation split and subset
     normalize: bool = True  # per-channel mean/std of the training split
+    workers: int = 4  # imagefolder: processes decoding images
+    crop: int = 224  # imagefolder streamed: side of the training and test crops
+    scale: tuple[int, int] = (256, 480)  # imagefolder streamed: training images' shorter side, drawn uniformly
+    test_resize: int = 256  # imagefolder streamed: test images' shorter side before the center crop
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class FinalTrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    sync_bn: bool = True  # data-parallel on GPUs: batch norm over the global batch (SyncBatchNorm; GPU only)
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,15 @@ SHAPES: dict[str, tuple[int, int, int]] = {"fashion-mnist": (1, 28, 10), "cifar1
 
 
 def dataset_shape(cfg: DataConfig) -> tuple[int, int, int]:
-    """(in_channels, side after resize, classes) of the configured dataset, without reading it."""
+    """(in_channels, side after resize, classes) of the configured dataset, without decoding it."""
+    if cfg.dataset == "imagefolder":
+        from .imagefolder import FolderError, list_folder
+
+        try:
+            classes = len(list_folder(cfg.root).classes)
+        except FolderError as e:
+            raise DataError(str(e)) from None
+        return 3, cfg.resize or cfg.crop, classes
     channels, side, classes = SHAPES[cfg.dataset]
     return channels, cfg.resize or side, classes
 
@@ -195,7 +203,25 @@ def load_raw(cfg: DataConfig) -> RawData:
         return load_cifar(cfg.root, 10)
     if cfg.dataset == "cifar100":
         return load_cifar(cfg.root, 100)
+    if cfg.dataset == "imagefolder":
+        return load_imagefolder(cfg)
     raise DataError(f"unknown data.dataset {cfg.dataset!r}")
+
+
+def load_imagefolder(cfg: DataConfig) -> RawData:
+    """An image folder held in memory at data.resize x data.resize (imagefolder.py)."""
+    from .imagefolder import FolderError, list_folder, load_in_memory
+
+    if not cfg.resize:
+        raise DataError("data.resize must be set to hold an image folder in memory (searches need it; "
+                        "python -m bqnn.train streams the folder when data.resize = 0)")
+    try:
+        listing = list_folder(cfg.root)
+        tx, ty = load_in_memory(listing.train, cfg.resize, cfg.workers)
+        sx, sy = load_in_memory(listing.test, cfg.resize, cfg.workers)
+    except FolderError as e:
+        raise DataError(str(e)) from None
+    return RawData(tx, ty, sx, sy, len(listing.classes))
 
 
 # ---------------------------------------------------------------- splits
@@ -249,20 +275,36 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator, device: t
     return list(torch.randperm(n, device=device, generator=generator).split(batch_size))
 
 
-def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random crop of the original size from the zero-padded batch, and random horizontal flip, per image,
-    on the batch's device. (Zero padding in normalized space is padding with the mean.)"""
-    b, _, h, w = x.shape
-    dev = x.device
+def augment_params(n: int, padding: int, flip: bool, generator: torch.Generator,
+                   device: torch.device | str) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Random crop offsets and flip decisions for a batch of n images (drawn for a whole global batch,
+    so that data-parallel ranks can each take their slice and match a single process exactly)."""
+    oy = ox = mask = None
     if padding:
+        oy = torch.randint(0, 2 * padding + 1, (n,), device=device, generator=generator)
+        ox = torch.randint(0, 2 * padding + 1, (n,), device=device, generator=generator)
+    if flip:
+        mask = torch.rand(n, device=device, generator=generator) < 0.5
+    return oy, ox, mask
+
+
+def apply_augment(x: torch.Tensor, padding: int, params) -> torch.Tensor:
+    """Crop of the original size from the zero-padded image, then flip, per image, on x's device.
+    (Zero padding in normalized space is padding with the mean.)"""
+    oy, ox, mask = params
+    b, c, h, w = x.shape
+    dev = x.device
+    if padding and oy is not None:
         xp = F.pad(x, (padding, padding, padding, padding))
-        oy = torch.randint(0, 2 * padding + 1, (b,), device=dev, generator=generator)
-        ox = torch.randint(0, 2 * padding + 1, (b,), device=dev, generator=generator)
         rows = (oy[:, None] + torch.arange(h, device=dev)[None, :])[:, None, :, None]  # (b,1,h,1)
         cols = (ox[:, None] + torch.arange(w, device=dev)[None, :])[:, None, None, :]  # (b,1,1,w)
-        x = xp[torch.arange(b, device=dev)[:, None, None, None], torch.arange(x.shape[1], device=dev)[None, :, None, None],
+        x = xp[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
                rows, cols]
-    if flip:
-        mask = torch.rand(b, device=dev, generator=generator) < 0.5
+    if mask is not None:
         x = torch.where(mask[:, None, None, None], x.flip(3), x)
     return x
+
+
+def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random crop (from the zero-padded image) and horizontal flip of every image of x."""
+    return apply_augment(x, padding, augment_params(len(x), padding, flip, generator, x.device))

@@ -16,6 +16,18 @@ def launched_by_mpi() -> bool:
     return any(v in os.environ for v in _LAUNCHER_VARS)
 
 
+def env_rank() -> int:
+    """This process's rank as the launcher set it in the environment (0 when not launched by MPI);
+    usable before MPI is initialised, e.g. to let only rank 0 print an early error."""
+    for var in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"):
+        if var in os.environ:
+            try:
+                return int(os.environ[var])
+            except ValueError:
+                pass
+    return 0
+
+
 def world():
     """MPI.COMM_WORLD when launched by an MPI launcher, else None."""
     if not launched_by_mpi():

@@ -1,28 +1,35 @@
 """Train one block's network to convergence: verification of a search's top blocks, or final training.
 
     python -m bqnn.train --from runs/demo --rank 1                         # verify the best block of a search
-    python -m bqnn.train --from DIR --rank 3 --protocol verify --out DIR/verify/rank-003
+    python -m bqnn.train --from runs/demo --top 10                         # verify the 10 best, one after another
     python -m bqnn.train --block residual-like --protocol cifar-final --out runs/res --set data.dataset=cifar10 --set data.root=$DATA
     python -m bqnn.train --nsc "[(1,4,0,0,0),(2,1,3,1,0),(3,7,0,0,0)]" --filters 80,160,320 --out runs/x
+    srun -n 8 --gpus-per-task=1 python -m bqnn.train --block residual-like --protocol imagenet-final \\
+        --framework imagenet --out runs/inet --set data.dataset=imagefolder --set data.root=$IMAGENET
 
 The block comes from `--nsc`, a named block (`--block`), or the K-th best unique
-block of a search (`--from DIR --rank K`, by reward). With `--from`, the dataset
-and network of the search are used, and the output goes to DIR/verify/rank-K
-unless `--out` says otherwise, so verification results sit next to the search.
+block of a search (`--from DIR --rank K`, by reward; `--top K` does ranks 1..K). With `--from`,
+the dataset and network of the search are used, and the output goes to DIR/verify/rank-KKK
+unless `--out` says otherwise, so verification results sit next to the search and the report
+shows them beside the early-stop rewards.
 
 Protocols (`--protocol`, every number a field of [train], overridable with --set train.KEY=V):
-  verify          SGD m 0.9, wd 5e-4, lr 0.1, 30 epochs, /10 at 15 and 23, batch 128, crop 32 pad 4 + flip
+  verify          SGD m 0.9, wd 5e-4, lr 0.1, 30 epochs, /10 at 15 and 23, batch 128, crop pad 4 + flip
   cifar-final     the paper: SGD m 0.9, wd 5e-4, lr 0.1, 300 epochs, /10 at 150 and 225, batch 128, crop + flip
-  imagenet-final  the paper: SGD m 0.9, wd 1e-4, lr 0.1, 90 epochs, /10 at 30 and 60, batch 256, flip
-Model selection uses the validation split held out of the training set; the test
-set is evaluated once, at the end, with the weights of the best validation epoch.
+  imagenet-final  the paper: SGD m 0.9, wd 1e-4, lr 0.1, 90 epochs, /10 at 30 and 60, batch 256,
+                  shorter side in [256, 480], crop 224 + flip; test: shorter side 256, center crop 224
+Model selection uses the validation split held out of the training set; the test set is
+evaluated once, at the end, with the weights of the best validation epoch.
 
-Every epoch ends with an atomic checkpoint (OUT/train.pt: part file, fsync,
-rename); running the same command again resumes from the last complete epoch
-and ends with the same weights as an uninterrupted run (shuffling and
-augmentation are seeded per epoch). SIGTERM/SIGUSR1 exit 143 and SIGINT 130 at
-the next batch, leaving the last checkpoint intact. One progress line per epoch.
-Result: OUT/result.json. Bad input: one line on stderr, exit 2.
+Data-parallel: launched by mpiexec or srun with several ranks, the ranks form a torch.distributed
+group (NCCL on GPUs, gloo on CPUs; dist.py) and each takes its slice of every global batch
+(`train.batch_size` is the global batch), so the run follows a single process's. Rank 0 writes.
+
+Every epoch ends with an atomic checkpoint (OUT/train.pt: part file, fsync, rename); running the
+same command again resumes from the last complete epoch and ends with the same weights as an
+uninterrupted run. SIGTERM/SIGUSR1 exit 143 and SIGINT 130 at the next batch, leaving the last
+checkpoint. One progress line per epoch. Results: OUT/result.json and OUT/model.pt, the exported
+network (`bqnn.load_network`). Bad input: one line on stderr, exit 2.
 """
 from __future__ import annotations
 
@@ -34,16 +41,19 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import checkpoint
 from .config import ConfigError, FinalTrainConfig, TrainJobConfig, from_json, load, to_dict, to_json
-from .data import DataError, Splits, augment, epoch_batches, load_splits
+from .data import DataError, apply_augment, augment_params, load_splits
+from .dist import Dist, setup
+from .export import save_network
 from .network import build_network, network_cost
 from .nsc import NAMED_BLOCKS, NSC, NSCError, canonical_hash, format_nsc, from_array, graph, parse
-from .trainer import resolve_device
 
 PROG = "bqnn.train"
 
@@ -56,6 +66,7 @@ PROTOCOLS: dict[str, dict] = {
                            gamma=0.1, crop_padding=0, flip=True),
 }
 EXIT = {signal.SIGTERM: 143, signal.SIGUSR1: 143, signal.SIGINT: 130}
+STOP_CHECK_EVERY = 10  # data-parallel: batches between the ranks' agreement on a stop signal
 
 
 class Stopped(BaseException):
@@ -98,18 +109,113 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(part, path)
 
 
+def _shard(idx: torch.Tensor, d: Dist) -> torch.Tensor:
+    """This rank's part of a global batch of indices."""
+    return idx.tensor_split(d.world)[d.rank] if d.active else idx
+
+
+# ------------------------------------------------------------------ data sources
+
+class MemorySource:
+    """A dataset held on the device (Fashion-MNIST, CIFAR, an image folder at data.resize)."""
+
+    def __init__(self, cfg: TrainJobConfig, device: torch.device, d: Dist) -> None:
+        self.s = load_splits(cfg.data, device, with_test=True)
+        self.t, self.device, self.d = cfg.train, device, d
+        self.in_channels, self.size, self.num_classes = self.s.in_channels, self.s.size, self.s.num_classes
+        self.mean, self.std = self.s.mean, self.s.std
+        self.n_train = len(self.s.train_y)
+
+    def epoch(self, epoch: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """(x, y, global batch size) per global batch; x and y are this rank's slice, augmented."""
+        s, t = self.s, self.t
+        perm = torch.randperm(self.n_train, device=self.device, generator=gen)
+        for idx in perm.split(t.batch_size):
+            params = augment_params(len(idx), t.crop_padding, t.flip, gen, self.device)
+            part = _shard(torch.arange(len(idx), device=self.device), self.d)
+            local = idx[part]
+            local_params = tuple(p[part] if p is not None else None for p in params)
+            x = apply_augment(s.train_x.index_select(0, local), t.crop_padding, local_params)
+            yield x, s.train_y.index_select(0, local), len(idx)
+
+    def eval_batches(self, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        x, y = (self.s.val_x, self.s.val_y) if split == "val" else (self.s.test_x, self.s.test_y)
+        idx = _shard(torch.arange(len(y), device=self.device), self.d)
+        for part in idx.split(self.t.eval_batch_size):
+            yield x.index_select(0, part), y.index_select(0, part)
+
+
+class StreamSource:
+    """An image folder decoded on the fly with the paper's ImageNet transforms (data.resize = 0)."""
+
+    def __init__(self, cfg: TrainJobConfig, device: torch.device, d: Dist) -> None:
+        from .imagefolder import FolderError, StreamDataset, list_folder, load_fixed
+
+        data = cfg.data
+        try:
+            listing = list_folder(data.root)
+        except FolderError as e:
+            raise DataError(str(e)) from None
+        n = len(listing.train)
+        if data.val_size >= n:
+            raise DataError(f"data.val_size {data.val_size} leaves no training images (the training set has {n})")
+        perm = np.random.default_rng(data.split_seed).permutation(n)
+        val_items = [listing.train[i] for i in sorted(perm[: data.val_size])]
+        train_idx = perm[data.val_size:]
+        if data.train_subset:
+            train_idx = train_idx[: data.train_subset]
+        train_items = [listing.train[i] for i in sorted(train_idx)]
+        # per-channel mean and std from (up to) 1,000 training images, center crops
+        sample = [train_items[i][0] for i in np.linspace(0, len(train_items) - 1, min(1000, len(train_items))).astype(int)]
+        px = np.stack([load_fixed(p, data.crop) for p in sample]).astype(np.float64) / 255.0
+        self.mean = tuple(px.mean(axis=(0, 2, 3)).tolist())
+        self.std = tuple(np.maximum(px.std(axis=(0, 2, 3)), 1e-6).tolist())
+        mk = lambda items, train: StreamDataset(items, train, data.crop, data.scale, data.test_resize, self.mean, self.std)
+        self.train_ds, self.val_ds, self.test_ds = mk(train_items, True), mk(val_items, False), mk(listing.test, False)
+        self.t, self.device, self.d, self.workers = cfg.train, device, d, data.workers
+        self.in_channels, self.size, self.num_classes = 3, data.crop, len(listing.classes)
+        self.n_train = len(train_items)
+
+    def _loader(self, ds, batches: list[list[int]]):
+        return torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=self.workers,
+                                           pin_memory=self.device.type == "cuda")
+
+    def epoch(self, epoch: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        perm = torch.randperm(self.n_train, generator=torch.Generator().manual_seed(int(gen.initial_seed())))
+        global_batches = list(perm.split(self.t.batch_size))
+        local = [_shard(b, self.d).tolist() for b in global_batches]
+        self.train_ds.epoch_seed = int(gen.initial_seed())
+        for (x, y), b in zip(self._loader(self.train_ds, local), global_batches):
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), len(b)
+
+    def eval_batches(self, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        ds = self.val_ds if split == "val" else self.test_ds
+        idx = _shard(torch.arange(len(ds)), self.d)
+        for x, y in self._loader(ds, [b.tolist() for b in idx.split(self.t.eval_batch_size)]):
+            yield x.to(self.device), y.to(self.device)
+
+
+# ------------------------------------------------------------------------- job
+
 class Job:
-    def __init__(self, nsc: NSC, cfg: TrainJobConfig, out: Path, source: dict) -> None:
-        self.nsc, self.cfg, self.out, self.source = nsc, cfg, out, source
+    def __init__(self, nsc: NSC, cfg: TrainJobConfig, out: Path, source: dict, d: Dist, device: torch.device) -> None:
+        self.nsc, self.cfg, self.out, self.source, self.d, self.device = nsc, cfg, out, source, d, device
         self.t = cfg.train
-        self.device = resolve_device(self.t.device)
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
-        self.splits: Splits = load_splits(cfg.data, self.device, with_test=True)
-        s = self.splits
-        self.model = build_network(nsc, cfg.network, s.in_channels, s.size, s.num_classes).to(self.device)
-        self.cost = network_cost(nsc, cfg.network, s.in_channels, s.size, s.num_classes)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=self.t.lr, momentum=self.t.momentum,
+        streamed = cfg.data.dataset == "imagefolder" and not cfg.data.resize
+        self.data = StreamSource(cfg, device, d) if streamed else MemorySource(cfg, device, d)
+        dd = self.data
+        torch.manual_seed(self.t.seed)  # the initial weights; DDP broadcasts rank 0's anyway
+        self.net = build_network(nsc, cfg.network, dd.in_channels, dd.size, dd.num_classes).to(device)
+        self.cost = network_cost(nsc, cfg.network, dd.in_channels, dd.size, dd.num_classes)
+        if d.active and device.type == "cuda" and self.t.sync_bn:
+            self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+        self.model = self.net
+        if d.active:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[device.index] if device.type == "cuda" else None)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=self.t.lr, momentum=self.t.momentum,
                                    weight_decay=self.t.weight_decay, nesterov=self.t.nesterov)
         self.epoch = 0
         self.history: list[dict] = []
@@ -124,10 +230,12 @@ class Job:
         return self.out / "train.pt"
 
     def save(self) -> None:
-        state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "epoch": self.epoch,
+        if not self.d.main:
+            return
+        state = {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(), "epoch": self.epoch,
                  "history": self.history, "best_epoch": self.best_epoch, "best_acc": self.best_acc,
                  "best_model": self.best_state, "seconds": self.seconds, "nsc": format_nsc(self.nsc),
-                 "config": to_json(self.cfg)}
+                 "config": to_json(self.cfg), "world": self.d.world}
         _atomic_write(self.ckpt, lambda f: torch.save(state, f))
 
     def resume(self) -> bool:
@@ -139,7 +247,7 @@ class Job:
             raise ConfigError(f"{self.ckpt} is unreadable ({type(e).__name__}); move it away to start over") from None
         if state["nsc"] != format_nsc(self.nsc) or state["config"] != to_json(self.cfg):
             raise ConfigError(f"{self.ckpt} belongs to another block or configuration; use another --out")
-        self.model.load_state_dict(state["model"])
+        self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
         self.best_epoch, self.best_acc = int(state["best_epoch"]), float(state["best_acc"])
@@ -151,87 +259,103 @@ class Job:
         self.stop = signum
 
     def _epoch(self, epoch: int) -> float:
-        t, s = self.t, self.splits
+        t = self.t
         for group in self.opt.param_groups:
             group["lr"] = lr_at(t, epoch)
         gen = torch.Generator(device=self.device).manual_seed(t.seed * 1_000_003 + epoch)
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         n = 0
-        for idx in epoch_batches(len(s.train_y), t.batch_size, gen, self.device):
-            if self.stop is not None:
+        for i, (x, y, global_n) in enumerate(self.data.epoch(epoch, gen)):
+            if self.d.active:  # all ranks stop at the same batch, or one would wait forever in an all-reduce
+                if i % STOP_CHECK_EVERY == 0 and (signum := self.d.agree_max(self.stop or 0, self.device)):
+                    raise Stopped(signum)
+            elif self.stop is not None:
                 raise Stopped(self.stop)
-            x = augment(s.train_x.index_select(0, idx), t.crop_padding, t.flip, gen)
-            loss = F.cross_entropy(self.model(x), s.train_y.index_select(0, idx))
+            # the local mean over this rank's slice, weighted so that DDP's average over ranks is the
+            # global batch's mean even when the last batch does not split evenly
+            loss = F.cross_entropy(self.model(x), y, reduction="sum") * (self.d.world / global_n)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            loss_sum += loss.detach() * len(idx)
-            n += len(idx)
-        return float(loss_sum) / max(n, 1)
+            loss_sum += loss.detach().double() * global_n / self.d.world
+            n += len(y)
+        total, count = self.d.all_sum([float(loss_sum), float(n)], self.device)
+        return total / max(count, 1)
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> float:
+    def evaluate(self, split: str) -> float:
         self.model.eval()
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        for i in range(0, len(y), self.t.eval_batch_size):
-            correct += (self.model(x[i:i + self.t.eval_batch_size]).argmax(1) == y[i:i + self.t.eval_batch_size]).sum()
-        return 100.0 * int(correct) / max(len(y), 1)
+        seen = 0
+        for x, y in self.data.eval_batches(split):
+            correct += (self.net(x).argmax(1) == y).sum()
+            seen += len(y)
+        c, n = self.d.all_sum([float(correct), float(seen)], self.device)
+        return 100.0 * c / max(n, 1)
+
+    def log(self, text: str) -> None:
+        if self.d.main:
+            print(text, flush=True)
 
     def run(self) -> dict:
         t = self.t
-        torch.manual_seed(t.seed)  # the initial weights (rebuilt here so resumed and fresh runs agree)
-        s = self.splits
-        self.model.load_state_dict(build_network(self.nsc, self.cfg.network, s.in_channels, s.size,
-                                                 s.num_classes).state_dict())
-        resumed = self.resume()
-        if resumed:
-            print(f"resuming {self.ckpt} after epoch {self.epoch}/{t.epochs}", flush=True)
+        if self.resume():
+            self.log(f"resuming {self.ckpt} after epoch {self.epoch}/{t.epochs}")
         while self.epoch < t.epochs:
             t0 = time.perf_counter()
             loss = self._epoch(self.epoch)
             if not math.isfinite(loss):
                 raise TrainError(f"the training loss became {loss} in epoch {self.epoch + 1}")
-            val = self.evaluate(s.val_x, s.val_y)
+            val = self.evaluate("val")
             self.seconds += time.perf_counter() - t0
-            self.history.append({"epoch": self.epoch + 1, "loss": loss, "val_accuracy": val,
-                                 "lr": lr_at(t, self.epoch)})
+            self.history.append({"epoch": self.epoch + 1, "loss": loss, "val_accuracy": val, "lr": lr_at(t, self.epoch)})
             if val > self.best_acc:
                 self.best_acc, self.best_epoch = val, self.epoch + 1
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
             self.epoch += 1
             self.save()
-            eta = self.seconds / len(self.history) * (t.epochs - self.epoch) if self.history else 0
-            print(f"epoch {self.epoch:>{len(str(t.epochs))}}/{t.epochs}  lr {lr_at(t, self.epoch - 1):.4g}  "
-                  f"loss {loss:.4f}  val {val:6.2f} %  best {self.best_acc:6.2f} % (epoch {self.best_epoch})  "
-                  f"{time.perf_counter() - t0:6.1f}s  ETA {eta / 60:.1f} min", flush=True)
+            self.d.barrier()
+            eta = self.seconds / len(self.history) * (t.epochs - self.epoch)
+            self.log(f"epoch {self.epoch:>{len(str(t.epochs))}}/{t.epochs}  lr {lr_at(t, self.epoch - 1):.4g}  "
+                     f"loss {loss:.4f}  val {val:6.2f} %  best {self.best_acc:6.2f} % (epoch {self.best_epoch})  "
+                     f"{time.perf_counter() - t0:6.1f}s  ETA {eta / 60:.1f} min")
         final_val = self.history[-1]["val_accuracy"] if self.history else 0.0
         if self.best_state is not None:  # model selection: the best validation epoch
-            self.model.load_state_dict(self.best_state)
-        test = self.evaluate(s.test_x, s.test_y)  # once, at the end
+            self.net.load_state_dict(self.best_state)
+        test = self.evaluate("test")  # once, at the end
         result = {
             "nsc": format_nsc(self.nsc), "hash": canonical_hash(self.nsc), "source": self.source,
-            "protocol": t.protocol, "config": to_dict(self.cfg), "epochs": t.epochs,
+            "protocol": t.protocol, "config": to_dict(self.cfg), "epochs": t.epochs, "world_size": self.d.world,
             "best_epoch": self.best_epoch, "best_val_accuracy": self.best_acc, "final_val_accuracy": final_val,
             "test_accuracy": test, "params": self.cost.params, "flops": self.cost.flops,
             "density": graph(self.nsc).density, "seconds": self.seconds, "history": self.history,
         }
-        _atomic_write(self.out / "result.json", lambda f: f.write(json.dumps(result, indent=1).encode()))
-        print(f"done: test accuracy {test:.2f} % (best validation {self.best_acc:.2f} % at epoch {self.best_epoch}); "
-              f"{self.out / 'result.json'}", flush=True)
+        if self.d.main:
+            dd = self.data
+            save_network(self.out / "model.pt", self.net, self.nsc, self.cfg.network, dd.in_channels, dd.size,
+                         dd.num_classes, dd.mean, dd.std,
+                         meta={k: result[k] for k in ("protocol", "best_epoch", "best_val_accuracy", "test_accuracy",
+                                                      "source", "hash")})
+            _atomic_write(self.out / "result.json", lambda f: f.write(json.dumps(result, indent=1).encode()))
+        self.log(f"done: test accuracy {test:.2f} % (best validation {self.best_acc:.2f} % at epoch {self.best_epoch}); "
+                 f"{self.out / 'result.json'}, network {self.out / 'model.pt'}")
         return result
 
+
+# ------------------------------------------------------------------------- CLI
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bqnn.train", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--nsc", help='the block code, "[(1,4,0,0,0),...]"')
     src.add_argument("--block", choices=sorted(NAMED_BLOCKS), help="a named block")
-    src.add_argument("--from", dest="search", metavar="DIR", help="a search directory (with --rank)")
+    src.add_argument("--from", dest="search", metavar="DIR", help="a search directory (with --rank or --top)")
     p.add_argument("--rank", type=int, default=1, help="with --from: the K-th best unique block (1 = best)")
+    p.add_argument("--top", type=int, default=0, help="with --from: verify ranks 1..K one after another")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="verify")
     p.add_argument("--config", help="TOML with [data], [network], [train] sections")
-    p.add_argument("--out", help="output directory (default with --from: DIR/verify/rank-K)")
+    p.add_argument("--out", help="output directory (default with --from: DIR/verify/rank-KKK)")
     p.add_argument("--filters", help="stage widths, e.g. 80,160,320 (the paper's 'more filters')")
     p.add_argument("--framework", choices=["cifar", "imagenet"])
     p.add_argument("--blocks-per-stage", type=int, help="N")
@@ -239,14 +363,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def resolve(args: argparse.Namespace) -> tuple[NSC, TrainJobConfig, Path, dict]:
+def resolve(args: argparse.Namespace, rank: int | None = None) -> tuple[NSC, TrainJobConfig, Path, dict]:
     source: dict = {}
     base: dict = {}
     if args.search:
-        nsc, source, cfg_json = top_block(args.search, args.rank)
+        k = rank or args.rank
+        nsc, source, cfg_json = top_block(args.search, k)
         stored = json.loads(cfg_json)
         base = {"data": stored["data"], "network": stored["network"]}
-        out = Path(args.out) if args.out else Path(args.search) / "verify" / f"rank-{args.rank:03d}"
+        out = Path(args.out) / f"rank-{k:03d}" if args.out and args.top else \
+            Path(args.out) if args.out else Path(args.search) / "verify" / f"rank-{k:03d}"
     else:
         nsc = NAMED_BLOCKS[args.block] if args.block else parse(args.nsc)
         source = {"block": args.block} if args.block else {"nsc": format_nsc(nsc)}
@@ -254,16 +380,14 @@ def resolve(args: argparse.Namespace) -> tuple[NSC, TrainJobConfig, Path, dict]:
             raise ConfigError("--out is required with --nsc or --block")
         out = Path(args.out)
     base["train"] = {"protocol": args.protocol, **PROTOCOLS[args.protocol]}
-    cfg = load(None, [], base=from_json(json.dumps(base), TrainJobConfig), root=TrainJobConfig)
-    if args.config:
-        file_cfg = to_dict(load(args.config, [], root=TrainJobConfig))
-        merged = to_dict(cfg)
+    cfg = from_json(json.dumps(base), TrainJobConfig)
+    if args.config:  # the file's keys over the preset and the search's values
         import tomllib
 
-        given = tomllib.loads(Path(args.config).read_text())
-        for section, values in given.items():
-            for key in values:
-                merged[section][key] = file_cfg[section][key]
+        load(args.config, [], root=TrainJobConfig)  # validates, one line on error
+        merged = to_dict(cfg)
+        for section, values in tomllib.loads(Path(args.config).read_text()).items():
+            merged[section].update(values)
         cfg = from_json(json.dumps(merged), TrainJobConfig)
     extra = list(args.set)
     if args.filters:
@@ -276,28 +400,60 @@ def resolve(args: argparse.Namespace) -> tuple[NSC, TrainJobConfig, Path, dict]:
     return nsc, cfg, out, source
 
 
+def _fail(message: str) -> int:
+    from .mpi import env_rank
+
+    if env_rank() == 0:  # under MPI, one line from rank 0, not one per rank
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.top and not args.search:
+        return _fail("--top needs --from DIR")
+    ranks = list(range(1, args.top + 1)) if args.top else [None]
     try:
-        nsc, cfg, out, source = resolve(args)
-        out.mkdir(parents=True, exist_ok=True)
-        job = Job(nsc, cfg, out, source)
+        d, device = setup(resolve(args, ranks[0])[1].train.device)
     except (ConfigError, NSCError, DataError, checkpoint.CheckpointError, ValueError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
+    try:
+        for k in ranks:
+            code = _train_one(args, k, d, device)
+            if code:
+                return code
+        return 0
+    finally:
+        d.close()
+
+
+def _train_one(args: argparse.Namespace, rank: int | None, d: Dist, device: torch.device) -> int:
+    try:
+        nsc, cfg, out, source = resolve(args, rank)
+        if args.top and (out / "result.json").exists():
+            if d.main:
+                print(f"rank {rank}: {out / 'result.json'} exists, skipped", flush=True)
+            return 0
+        if d.main:
+            out.mkdir(parents=True, exist_ok=True)
+        d.barrier()
+        job = Job(nsc, cfg, out, source, d, device)
+    except (ConfigError, NSCError, DataError, checkpoint.CheckpointError, ValueError) as e:
+        return _fail(str(e))
     for s in EXIT:
         signal.signal(s, job.on_signal)
-    print(f"bqnn train: {format_nsc(nsc)} ({job.cost.params:,} params, {job.cost.flops / 1e9:.3f} GFLOPs), "
-          f"protocol {cfg.train.protocol}, {cfg.train.epochs} epochs on {cfg.data.dataset} ({job.device}), "
-          f"output {out}", flush=True)
+    job.log(f"bqnn train: {format_nsc(nsc)} ({job.cost.params:,} params, {job.cost.flops / 1e9:.3f} GFLOPs), "
+            f"protocol {cfg.train.protocol}, {cfg.train.epochs} epochs on {cfg.data.dataset} ({device}"
+            f"{f', {d.world} ranks' if d.active else ''}), output {out}")
     try:
         job.run()
     except Stopped as e:
-        print(f"stopped by signal {signal.Signals(e.signum).name} during epoch {job.epoch + 1}; the checkpoint "
-              f"after epoch {job.epoch} is kept; run the same command to resume", flush=True)
+        job.log(f"stopped by signal {signal.Signals(e.signum).name} during epoch {job.epoch + 1}; the checkpoint "
+                f"after epoch {job.epoch} is kept; run the same command to resume")
         return EXIT[e.signum]
     except (ConfigError, TrainError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        if d.main:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, ConfigError) else 1
     return 0
 

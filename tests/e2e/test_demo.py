@@ -14,3 +14,13 @@ def test_demo_search_learns(tmp_path):
     eps = s["per_epsilon"]
     # the mean reward of the last epsilon = 0.1 iterations is above that of the epsilon = 1.0 ones
     assert eps["0.10"] > eps["1.00"] + 3.0, eps
+    # the report of the demo: CSV with one row per candidate, the summary, valid PNGs
+    r = run_module("bqnn.report", str(out))
+    assert r.returncode == 0, r.stderr
+    rep = out / "report"
+    assert len((rep / "candidates.csv").read_text().strip().splitlines()) == 1 + 208
+    assert "## Top 5 blocks" in (rep / "summary.md").read_text()
+    pngs = [rep / "search.png"] + sorted((rep / "blocks").glob("*.png"))
+    assert len(pngs) == 6
+    for p in pngs:
+        assert p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -82,3 +82,23 @@ def test_bad_inputs_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
     r = run_module("bqnn.train", "--block", "residual-like", "--out", str(tmp_path), "--set", "train.epoch=3")
     assert r.returncode == 2 and "unknown config key 'train.epoch' in --set (did you mean 'train.epochs'?)" in r.stderr
+
+
+@needs_fashion
+def test_top_k_verification_writes_next_to_the_search_and_skips_finished_ranks(tmp_path):
+    search = tmp_path / "s"
+    r = run_module("bqnn.search", "--config", str(ROOT / "jobs" / "demo.toml"), "--out", str(search),
+                   "--set", "search.schedule=[[1.0, 1]]", "--set", "search.blocks_per_iteration=4",
+                   "--set", "data.train_subset=500", "--set", "trainer.epochs=1")
+    assert r.returncode == 0, r.stderr
+    args = ["--from", str(search), "--top", "2", "--set", "train.epochs=1", "--set", "train.milestones=[]",
+            "--set", "data.train_subset=500", "--set", "train.threads=1"]
+    r = run_module("bqnn.train", *args)
+    assert r.returncode == 0, r.stderr
+    results = [json.loads((search / "verify" / f"rank-{k:03d}" / "result.json").read_text()) for k in (1, 2)]
+    assert [x["source"]["rank"] for x in results] == [1, 2]
+    assert results[0]["source"]["reward"] >= results[1]["source"]["reward"]
+    r = run_module("bqnn.train", *args)
+    assert r.returncode == 0 and r.stdout.count("exists, skipped") == 2
+    rep = json.loads(run_module("bqnn.report", str(search), "--json").stdout)
+    assert [v["rank"] for v in rep["verified"]] == [1, 2]
