@@ -81,6 +81,14 @@ class QLearningAgent:
         self.q: dict[Layer, dict[Layer, float]] = {}
         self.memory: dict[NSC, float] = {}  # replay memory, insertion ordered
         self.updates = 0
+        # Mirrors for checkpoints, kept up to date as the table grows, so that a snapshot is a few
+        # slices: every (state, action) pair in the order it was first visited, and its value.
+        self._pair_index: dict[Layer, dict[Layer, int]] = {}  # state -> action -> position
+        self._pair_state = np.zeros((1024, 5), np.int16)
+        self._pair_action = np.zeros((1024, 5), np.int16)
+        self._pair_value = np.zeros(1024, np.float64)
+        self._n_pairs = 0
+        self._memory_array = np.zeros((256, space.max_index, 5), np.int16)  # to_array of each memory key
 
     # ------------------------------------------------------------ sampling
     def sample(self, epsilon: float) -> NSC:
@@ -139,11 +147,24 @@ class QLearningAgent:
         for t in range(T - 1, -1, -1):  # transition s_t -> s_{t+1} by action nsc[t]
             s, act = states[t], nsc[t]
             target = reward if t == T - 1 else shaped + self.gamma * self.max_value(states[t + 1])
-            row = self.q.setdefault(s, {})
-            row[act] = (1 - a) * row.get(act, self.q_init) + a * target
+            row = self.q.get(s)
+            if row is None:
+                row = self.q[s] = {}
+                self._pair_index[s] = {}
+            old = row.get(act)
+            if old is None:
+                old = self.q_init
+                self._new_pair(s, act)
+            row[act] = value = (1 - a) * old + a * target
+            self._pair_value[self._pair_index[s][act]] = value
         self.updates += 1
 
     def remember(self, nsc: NSC, reward: float) -> None:
+        if nsc not in self.memory:
+            n = len(self.memory)
+            if n == len(self._memory_array):
+                self._memory_array = np.concatenate([self._memory_array, np.zeros_like(self._memory_array)])
+            self._memory_array[n] = to_array(nsc, self.space.max_index)
         self.memory[nsc] = reward
 
     def replay(self) -> int:
@@ -158,15 +179,24 @@ class QLearningAgent:
         return n
 
     # --------------------------------------------------------------- state
+    def _new_pair(self, state: Layer, action: Layer) -> None:
+        n = self._n_pairs
+        if n == len(self._pair_value):
+            grow = lambda a: np.concatenate([a, np.zeros_like(a)])  # noqa: E731
+            self._pair_state, self._pair_action = grow(self._pair_state), grow(self._pair_action)
+            self._pair_value = grow(self._pair_value)
+        self._pair_state[n], self._pair_action[n] = state, action
+        self._pair_index[state][action] = n
+        self._n_pairs = n + 1
+
     def state_arrays(self, max_index: int) -> dict[str, np.ndarray]:
-        pairs = [(s, a, v) for s, row in self.q.items() for a, v in row.items()]
-        mem = list(self.memory.items())
-        return {
-            "q_state": np.array([p[0] for p in pairs], dtype=np.int16).reshape(-1, 5),
-            "q_action": np.array([p[1] for p in pairs], dtype=np.int16).reshape(-1, 5),
-            "q_value": np.array([p[2] for p in pairs], dtype=np.float64),
-            "replay_nsc": np.stack([to_array(n, max_index) for n, _ in mem]) if mem else np.zeros((0, max_index, 5), np.int16),
-            "replay_reward": np.array([r for _, r in mem], dtype=np.float64),
+        n, m = self._n_pairs, len(self.memory)
+        return {  # the pairs in the order they were first visited
+            "q_state": self._pair_state[:n].copy(),
+            "q_action": self._pair_action[:n].copy(),
+            "q_value": self._pair_value[:n].copy(),
+            "replay_nsc": self._memory_array[:m].copy(),
+            "replay_reward": np.fromiter(self.memory.values(), np.float64, m),
         }
 
     def state_attrs(self) -> dict[str, str | int]:
@@ -177,13 +207,23 @@ class QLearningAgent:
         }
 
     def load_state(self, arrays: dict[str, np.ndarray], attrs: dict) -> None:
-        self.q = {}
+        self.q, self._pair_index, self._n_pairs = {}, {}, 0
+        size = max(1024, 2 * len(arrays["q_value"]))
+        self._pair_state, self._pair_action = np.zeros((size, 5), np.int16), np.zeros((size, 5), np.int16)
+        self._pair_value = np.zeros(size, np.float64)
         for s, a, v in zip(arrays["q_state"].tolist(), arrays["q_action"].tolist(), arrays["q_value"].tolist()):
-            self.q.setdefault(Layer(*s), {})[Layer(*a)] = float(v)
+            state, action = Layer(*s), Layer(*a)
+            if state not in self.q:
+                self.q[state], self._pair_index[state] = {}, {}
+            self.q[state][action] = float(v)
+            self._new_pair(state, action)
+            self._pair_value[self._n_pairs - 1] = float(v)
         self.memory = {
             from_array(n, self.space.max_index): float(r)
             for n, r in zip(arrays["replay_nsc"], arrays["replay_reward"].tolist())
         }
+        self._memory_array = np.zeros((max(256, 2 * len(arrays["replay_nsc"])), self.space.max_index, 5), np.int16)
+        self._memory_array[: len(arrays["replay_nsc"])] = arrays["replay_nsc"]
         self.rng.bit_generator.state = json.loads(attrs["rng_sample"])
         self.replay_rng.bit_generator.state = json.loads(attrs["rng_replay"])
         self.updates = int(attrs["updates"])

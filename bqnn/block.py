@@ -83,7 +83,7 @@ BUILDERS: dict[Op, Callable[[NodePlan], nn.Module]] = {
 
 def build_node(node: NodePlan) -> nn.Module:
     try:
-        return BUILDERS[node.op](node)
+        return BUILDERS[Op(node.op)](node)
     except KeyError:
         raise KeyError(f"no builder for op {node.op!r}") from None
 

@@ -11,6 +11,7 @@ with `h5dump -H DIR/search.h5`. Layout (docs/hdf5.md):
     /inflight         id, iteration, nsc, epsilon: proposed and not finished at save time
     /strategy         the strategy's arrays (Q-table, replay memory, ...); attrs: RNG states (JSON), ...
     /utilization      rank, busy, idle (seconds) per worker rank
+    /iteration_sizes  candidates proposed in each iteration so far (PNAS rounds differ in size)
 
 Only numeric datasets, fixed-length byte strings and JSON attributes: nothing is
 pickled. `save` writes `search.h5.part`, fsyncs it, hard-links the current file
@@ -34,7 +35,7 @@ import numpy as np
 from .protocol import MESSAGE_LEN
 
 FORMAT = "bqnn-search"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: candidates.blocks, /iteration_sizes (schema 1 files are read and upgraded)
 FILENAME = "search.h5"
 
 
@@ -56,6 +57,7 @@ def candidate_dtype(max_index: int) -> np.dtype:
         ("flops", np.int64),  # whole network, per image
         ("params", np.int64),
         ("density", np.float64),
+        ("blocks", np.int16),  # blocks per stage of its network (BlockQNN-L adapts it; 0: none fits)
         ("seconds", np.float64),  # training time (0 for repeats)
         ("epochs", np.int16),
         ("restarts", np.int8),
@@ -88,6 +90,7 @@ class SearchState:
     util_rank: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     util_busy: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     util_idle: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    iteration_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # candidates per iteration
 
     def __post_init__(self) -> None:
         if self.candidates is None:
@@ -168,6 +171,7 @@ def save(directory: str | Path, state: SearchState) -> Path:
         g.create_dataset("rank", data=state.util_rank)
         g.create_dataset("busy", data=state.util_busy)
         g.create_dataset("idle", data=state.util_idle)
+        f.create_dataset("iteration_sizes", data=state.iteration_sizes)
         f.flush()
     fd = os.open(part, os.O_RDONLY)
     try:
@@ -203,6 +207,7 @@ def read(path: str | Path) -> SearchState:
             if int(a["schema_version"]) > SCHEMA_VERSION:
                 raise CheckpointError(f"{p} has schema version {int(a['schema_version'])}, newer than this bqnn ({SCHEMA_VERSION})")
             max_index = int(a["max_index"])
+            version = int(a["schema_version"])
             s = f["strategy"]
             state = SearchState(
                 config_json=str(_attr(a, "config")),
@@ -227,7 +232,10 @@ def read(path: str | Path) -> SearchState:
                 util_rank=f["utilization/rank"][()],
                 util_busy=f["utilization/busy"][()],
                 util_idle=f["utilization/idle"][()],
+                iteration_sizes=f["iteration_sizes"][()] if "iteration_sizes" in f else np.zeros(0, np.int64),
             )
+            if version == 1:
+                state.candidates = _from_v1(state.candidates, max_index, json.loads(state.config_json))
             json.loads(state.config_json)
     except CheckpointError:
         raise
@@ -238,6 +246,15 @@ def read(path: str | Path) -> SearchState:
     if state.candidates.dtype != candidate_dtype(max_index):
         raise CheckpointError(f"{p}: /candidates has an unexpected layout")
     return state
+
+
+def _from_v1(rows: np.ndarray, max_index: int, config: dict) -> np.ndarray:
+    """Schema 1 had no `blocks` column: every network had the configured N."""
+    out = np.zeros(len(rows), candidate_dtype(max_index))
+    for name in rows.dtype.names:
+        out[name] = rows[name]
+    out["blocks"] = int(config.get("network", {}).get("blocks_per_stage", 4))
+    return out
 
 
 def exists(directory: str | Path) -> bool:

@@ -4,7 +4,7 @@ Used by every entry point:
 
     python -m bqnn.search --config jobs/demo.toml --out DIR --set trainer.epochs=2 --set data.root=/data
 
-A job file has one table per section ([search], [space], [network], [reward],
+A job file has one table per section ([search], [space], [network], [limits], [pnas], [reward],
 [data], [trainer]); every key is a field below with its default. An unknown
 section or key, or a value of the wrong type, is a `ConfigError` naming it.
 A `--set` value is read as a TOML value (`3`, `0.5`, `true`, `[8,16,32]`,
@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SearchConfig:
-    strategy: str = "qlearning"  # qlearning | random
+    strategy: str = "qlearning"  # qlearning | random | pnas
     seed: int = 0
     blocks_per_iteration: int = 64  # the paper's mini-batch of blocks
     schedule: tuple[tuple[float, int], ...] = PAPER_SCHEDULE  # [[epsilon, iterations], ...] (Table 2)
@@ -45,6 +45,27 @@ class SearchConfig:
     replay_samples: int = 64  # blocks replayed after each iteration (AAAI: 128)
     dispatch: Literal["batch", "async"] = "batch"  # MPI: Q-update per iteration, or as results arrive
     checkpoint_interval: float = 60.0  # seconds between checkpoints while results arrive
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """BlockQNN-L: budgets for the whole network as configured in [network]."""
+
+    params: int = 0  # parameter budget (0: none); the paper's BlockQNN-L: 10,000,000
+    flops: int = 0  # FLOPs-per-image budget (0: none)
+    adaptive_blocks: bool = True  # N adapts: the largest N <= network.blocks_per_stage that fits
+
+
+@dataclass(frozen=True)
+class PNASConfig:
+    """search.strategy = "pnas": progressive growth with a learned predictor (Liu et al., ECCV 2018)."""
+
+    beam: int = 64  # K: blocks trained per round after the first
+    max_size: int = 10  # layers (start identity included, terminal not) of the largest blocks
+    ensemble: int = 5  # MLPs in the predictor's ensemble
+    hidden: int = 64  # units of each MLP's two hidden layers
+    fit_steps: int = 300  # full-batch Adam steps per MLP per refit
+    fit_lr: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -99,6 +120,9 @@ class TrainerConfig:
     eval_batch_size: int = 1024
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads (0: torch's default)
+    amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 autocast on GPUs with bf16 and CPUs with native bf16
+    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA, and on CPUs when bf16 is on
+    cudnn_benchmark: bool = True  # let cuDNN pick the fastest convolution algorithms (CUDA only)
     inject_fault: Literal["none", "exception", "nan", "oom"] = "none"  # testing: make candidates fail
     inject_every: int = 0  # ... every candidate whose id is a multiple of this (0: never)
     sim_seconds: float = 0.0  # simulated trainer: median training time per candidate
@@ -110,6 +134,8 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    pnas: PNASConfig = field(default_factory=PNASConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -292,7 +318,8 @@ def load(path: str | Path | None, overrides: Sequence[str] = (), base=None, root
 # Keys that may change when a search is resumed: they change how, where or how fast
 # candidates are trained, not which blocks are proposed or what they score.
 RUNTIME_KEYS = frozenset({
-    "search.checkpoint_interval", "trainer.device", "trainer.threads",
+    "search.checkpoint_interval", "trainer.device", "trainer.threads", "trainer.amp", "trainer.channels_last",
+    "trainer.cudnn_benchmark",
     "trainer.eval_batch_size", "trainer.sim_seconds", "trainer.sim_sigma",
 })
 
@@ -330,6 +357,21 @@ def check(cfg: Config) -> None:
         raise ConfigError(f"config key space.max_index: must be in 2..31, got {cfg.space.max_index}")
     if not cfg.network.filters or min(cfg.network.filters) < 1:
         raise ConfigError(f"config key network.filters: must be positive widths, got {list(cfg.network.filters)}")
+    if cfg.limits.params < 0 or cfg.limits.flops < 0:
+        raise ConfigError("config keys limits.params and limits.flops: must be 0 (no limit) or positive")
+    p = cfg.pnas
+    for key, value in {"pnas.beam": p.beam, "pnas.ensemble": p.ensemble, "pnas.hidden": p.hidden,
+                       "pnas.fit_steps": p.fit_steps}.items():
+        if value < 1:
+            raise ConfigError(f"config key {key}: must be at least 1, got {value}")
+    first = 2 if cfg.space.start_identity else 1
+    if s.strategy == "pnas":
+        if not first <= p.max_size < cfg.space.max_index:
+            raise ConfigError(f"config key pnas.max_size: must be in {first}..{cfg.space.max_index - 1} "
+                              f"(space.max_index {cfg.space.max_index}), got {p.max_size}")
+        if s.dispatch == "async":
+            raise ConfigError("config key search.dispatch: pnas trains whole rounds (its predictor is refit between "
+                              "them); use dispatch = \"batch\"")
     from .strategies import STRATEGIES
 
     if s.strategy not in STRATEGIES:

@@ -6,9 +6,11 @@ back finished ones. `InlineExecutor` trains in this process (world size 1);
 the MPI executor (mpi_executor.py) sends them to worker ranks.
 
 Per iteration i (batch dispatch, the paper's):
-  1. the strategy proposes `blocks_per_iteration` blocks; each gets the next
-     candidate id, its canonical hash and its analytic params/FLOPs/density;
-  2. a block whose hash is in the reward cache is answered from it (a repeat);
+  1. the strategy proposes `blocks_per_iteration` blocks (PNAS: a round of its own
+     size); each gets the next candidate id, its canonical hash, its block number N
+     under the limits (limits.py) and its analytic params/FLOPs/density;
+  2. a block over the limits even at N = 1 is recorded as rejected, never trained;
+     a block whose hash is in the reward cache is answered from it (a repeat);
      a block whose hash is already being trained waits for that result; any
      other block is submitted;
   3. when all results of i are in, the strategy observes every candidate in id
@@ -33,15 +35,13 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, limits
 from .config import Config, to_json
 from .data import dataset_shape
-from .network import network_cost
 from .nsc import NSC, canonical_hash, format_nsc, from_array, graph, to_array
-from .protocol import Status, clip_text
+from .protocol import EXIT_CODES, Status, TrainResult, candidate_seed, clip_text
 from .reward import reward as compute_reward
 from .strategies import Strategy, make_strategy
-from .trainer import TrainResult, candidate_seed
 
 
 @dataclass
@@ -52,6 +52,7 @@ class Task:
     nsc: NSC
     hash: str
     seed: int
+    blocks: int = 0  # blocks per stage of its network (BlockQNN-L's adaptive N); 0 when none fits
 
 
 @dataclass
@@ -94,9 +95,6 @@ class Preempted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
-
-
-EXIT_CODES = {signal.SIGTERM: 143, signal.SIGUSR1: 143, signal.SIGINT: 130}
 
 
 class StopFlag:
@@ -150,7 +148,7 @@ class InlineExecutor:
         t0 = time.perf_counter()
         self.stop.interruptible = True
         try:
-            result = self.trainer.train(task.nsc, task.seed, task.id)
+            result = self.trainer.train(task.nsc, task.seed, task.id, blocks=task.blocks)
         finally:
             self.stop.interruptible = False
             self.busy += time.perf_counter() - t0
@@ -163,6 +161,42 @@ class InlineExecutor:
 
     def shutdown(self, code: int | None = None) -> None:
         pass
+
+
+class History:
+    """Every candidate's record, in a growing numpy structured array (the checkpoint's /candidates):
+    a checkpoint takes a slice instead of converting Python objects."""
+
+    def __init__(self, dtype: np.dtype, capacity: int = 1024) -> None:
+        self.rows = np.zeros(capacity, dtype)
+        self.n = 0
+        self.index: dict[int, int] = {}  # candidate id -> row
+
+    def add(self, cid: int, record: tuple) -> None:
+        if self.n == len(self.rows):
+            self.rows = np.concatenate([self.rows, np.zeros(len(self.rows), self.rows.dtype)])
+        self.rows[self.n] = record
+        self.index[cid] = self.n
+        self.n += 1
+
+    def __contains__(self, cid: int) -> bool:
+        return cid in self.index
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, cid: int) -> np.void:
+        return self.rows[self.index[cid]]
+
+    def array(self) -> np.ndarray:
+        """All records, in completion order (a view: no copy)."""
+        return self.rows[: self.n]
+
+    def load(self, rows: np.ndarray) -> None:
+        self.rows = np.zeros(max(1024, 2 * len(rows)), rows.dtype)
+        self.rows[: len(rows)] = rows
+        self.n = len(rows)
+        self.index = {int(cid): i for i, cid in enumerate(rows["id"].tolist())}
 
 
 def _fmt_time(seconds: float) -> str:
@@ -184,9 +218,9 @@ class Master:
         self.max_index = cfg.space.max_index
         self.dtype = checkpoint.candidate_dtype(self.max_index)
         self.in_channels, self.size, self.num_classes = dataset_shape(cfg.data)
-        self.records: dict[int, tuple] = {}  # id -> row of candidate_dtype
+        self.records = History(self.dtype)  # id -> row of candidate_dtype
         self.cache: dict[str, int] = {}  # hash -> id of the record that answers it
-        self.metrics: dict[str, tuple[int, int, float]] = {}  # hash -> (params, flops, density)
+        self.metrics: dict[str, tuple[int, int, float, int]] = {}  # hash -> (params, flops, density, blocks)
         self.iteration = 0
         self.next_id = 0
         self.elapsed_before = 0.0
@@ -194,7 +228,9 @@ class Master:
         self.cpu_start = time.process_time()
         self.runs = 0
         self.util_before: dict[int, tuple[float, float]] = {}
-        # Candidate id = iteration * blocks_per_iteration + position: the iteration of any id is id // n.
+        # Iteration i holds the candidate ids starts[i] .. starts[i] + sizes[i] - 1, in proposal order.
+        self.sizes: list[int] = []
+        self.starts: list[int] = []
         self.tasks: dict[int, Task] = {}  # proposed candidates of the iterations not yet complete
         self.running: set[str] = set()  # hashes being trained
         self.waiting: dict[str, list[Task]] = {}  # hash -> candidates waiting for that training
@@ -207,34 +243,42 @@ class Master:
         self.runs += 1
 
     # ----------------------------------------------------------- bookkeeping
-    def _metrics(self, nsc: NSC, h: str) -> tuple[int, int, float]:
+    def _metrics(self, nsc: NSC, h: str) -> tuple[int, int, float, int]:
         if h not in self.metrics:
-            cost = network_cost(nsc, self.cfg.network, self.in_channels, self.size, self.num_classes)
-            self.metrics[h] = (cost.params, cost.flops, graph(nsc).density)
+            n, cost = limits.fit(nsc, self.cfg.network, self.cfg.limits, self.in_channels, self.size,
+                                 self.num_classes)
+            self.metrics[h] = (cost.params, cost.flops, graph(nsc).density, n)
         return self.metrics[h]
 
     def _task(self, nsc: NSC, iteration: int, epsilon: float, cid: int | None = None) -> Task:
         if cid is None:
             cid, self.next_id = self.next_id, self.next_id + 1
-        return Task(cid, iteration, epsilon, nsc, canonical_hash(nsc), candidate_seed(self.cfg.search.seed, nsc))
+        h = canonical_hash(nsc)
+        return Task(cid, iteration, epsilon, nsc, h, candidate_seed(self.cfg.search.seed, h), self._metrics(nsc, h)[3])
+
+    def _new_iteration(self, size: int) -> None:
+        self.starts.append(self.next_id)
+        self.sizes.append(size)
+
+    def _ids(self, it: int) -> range:
+        return range(self.starts[it], self.starts[it] + self.sizes[it])
 
     def _record(self, task: Task, status: int, accuracy: float, seconds: float, epochs: int, restarts: int,
                 rank: int, message: str, repeat: bool) -> tuple:
-        params, flops, density = self._metrics(task.nsc, task.hash)
+        params, flops, density, blocks = self._metrics(task.nsc, task.hash)
         acc_for_reward = accuracy if status == Status.OK else self.cfg.reward.failure_accuracy
         r = compute_reward(acc_for_reward, flops, density, self.cfg.reward)
         return (task.id, task.iteration, rank, to_array(task.nsc, self.max_index), task.hash.encode(), status,
-                int(repeat), accuracy, r, flops, params, density, seconds, epochs, restarts, task.epsilon,
+                int(repeat), accuracy, r, flops, params, density, blocks, seconds, epochs, restarts, task.epsilon,
                 clip_text(message))
 
     def _repeat_of(self, task: Task, source_id: int) -> tuple:
         src = self.records[source_id]
-        f = self.dtype.names
-        return self._record(task, src[f.index("status")], src[f.index("accuracy")], 0.0, src[f.index("epochs")],
-                            src[f.index("restarts")], -1, src[f.index("message")].decode("utf-8", "replace"), True)
+        return self._record(task, int(src["status"]), float(src["accuracy"]), 0.0, int(src["epochs"]),
+                            int(src["restarts"]), -1, src["message"].decode("utf-8", "replace"), True)
 
     def _reward_of(self, cid: int) -> float:
-        return float(self.records[cid][self.dtype.names.index("reward")])
+        return float(self.records[cid]["reward"])
 
     # ------------------------------------------------------------ the loop
     def run(self) -> int:
@@ -273,22 +317,33 @@ class Master:
         """batch: the whole current iteration at once, after the previous one is complete.
         async: one block at a time, whenever a worker would otherwise idle, from whatever
         iteration comes next, sampled with the Q-table as it is now."""
-        end = self.total * self.n
         if not asynchronous:
-            first = self.iteration * self.n
-            if self.next_id == first:
+            if len(self.sizes) == self.iteration:  # not proposed yet
                 eps = self.strategy.epsilon(self.iteration)
-                for nsc in self.strategy.propose(self.iteration, self.n):
+                blocks = self.strategy.propose(self.iteration, self.n)
+                self._new_iteration(len(blocks))
+                for nsc in blocks:
                     self._dispatch(self._task(nsc, self.iteration, eps), asynchronous)
             return
-        while self.next_id < end and self.executor.idle_slots() > 0:
-            it = self.next_id // self.n
+        while self.executor.idle_slots() > 0:  # async: fixed-size iterations (config.check)
+            if not self.sizes or self.next_id == self.starts[-1] + self.sizes[-1]:
+                if len(self.sizes) == self.total:
+                    return
+                self._new_iteration(self.n)
+            it = len(self.sizes) - 1
             (nsc,) = self.strategy.propose(it, 1)
             self._dispatch(self._task(nsc, it, self.strategy.epsilon(it)), asynchronous)
 
     def _dispatch(self, task: Task, asynchronous: bool) -> None:
         self.tasks[task.id] = task
-        if task.hash in self.cache:  # trained before: answered from the reward cache
+        if not task.blocks and task.hash not in self.cache:  # over the limits even at N = 1: never trained
+            self.cache[task.hash] = task.id
+            self._finish(task, self._record(task, int(Status.REJECTED), 0.0, 0.0, 0, 0, -1,
+                                            f"over the limits ({limits.describe(self.cfg.limits)}) at N = "
+                                            f"{1 if self.cfg.limits.adaptive_blocks else self.cfg.network.blocks_per_stage}",
+                                            False),
+                         asynchronous)
+        elif task.hash in self.cache:  # trained before: answered from the reward cache
             self._finish(task, self._repeat_of(task, self.cache[task.hash]), asynchronous)
         elif task.hash in self.running:  # being trained right now: wait for that result
             self.waiting.setdefault(task.hash, []).append(task)
@@ -306,16 +361,18 @@ class Master:
             self._finish(dup, self._repeat_of(dup, t.id), asynchronous)
 
     def _finish(self, task: Task, record: tuple, asynchronous: bool) -> None:
-        self.records[task.id] = record
+        self.records.add(task.id, record)
         if asynchronous:  # async: the Q-update as the result arrives
             self.strategy.observe(task.nsc, self._reward_of(task.id))
 
     def _iteration_complete(self, it: int) -> bool:
-        first, last = it * self.n, (it + 1) * self.n
-        return self.next_id >= last and all(i in self.records for i in range(first, last))
+        if it >= len(self.sizes):
+            return False
+        ids = self._ids(it)
+        return self.next_id >= ids.stop and all(i in self.records for i in ids)
 
     def _complete_iteration(self, it: int, asynchronous: bool) -> None:
-        ids = range(it * self.n, (it + 1) * self.n)
+        ids = self._ids(it)
         if not asynchronous:  # batch: the Q-updates in candidate-id order, whatever the completion order
             for i in ids:
                 self.strategy.observe(self.tasks[i].nsc, self._reward_of(i))
@@ -324,7 +381,7 @@ class Master:
             self.tasks.pop(i, None)
         self.iteration += 1
         self.save()
-        rewards = [self._reward_of(i) for i in ids]
+        rewards = [self._reward_of(i) for i in ids] or [float("nan")]
         now = time.perf_counter()
         self._progress(it, self.strategy.epsilon(it), rewards, now - self.t_iteration)
         self.t_iteration = now
@@ -334,11 +391,10 @@ class Master:
         return self.elapsed_before + time.perf_counter() - self.t_start
 
     def _counts(self) -> tuple[int, int, int]:
-        f = self.dtype.names
-        i_rep, i_stat = f.index("repeat"), f.index("status")
-        repeats = sum(1 for r in self.records.values() if r[i_rep])
-        failed = sum(1 for r in self.records.values() if not r[i_rep] and r[i_stat] != Status.OK)
-        return len(self.records), repeats, failed
+        rows = self.records.rows[: len(self.records)]
+        repeats = int(rows["repeat"].sum())
+        failed = int(((rows["repeat"] == 0) & (rows["status"] != Status.OK)).sum())
+        return len(rows), repeats, failed
 
     def _progress(self, it: int, eps: float, rewards: list[float], seconds: float) -> None:
         done, repeats, failed = self._counts()
@@ -346,25 +402,24 @@ class Master:
         eta = elapsed / self.iteration * (self.total - self.iteration) if self.iteration else 0.0
         width = len(str(self.total))
         self.log(f"iter {it + 1:>{width}}/{self.total}  eps {eps:.2f}  reward mean {np.mean(rewards):7.2f} "
-                 f"best {np.max(rewards):7.2f}  | candidates {done}/{self.total * self.n} "
+                 f"best {np.max(rewards):7.2f}  | candidates {done}/{self.strategy.planned_candidates(self.n)} "
                  f"repeats {repeats} failed {failed}  | {seconds:6.1f}s  elapsed {_fmt_time(elapsed)}  "
-                 f"ETA {_fmt_time(eta)}")
+                 f"ETA {_fmt_time(eta)}" + (f"  | {note}" if (note := self.strategy.note(it)) else ""))
         sys.stdout.flush()
 
     def _final_summary(self) -> None:
-        f = self.dtype.names
-        best = max(self.records.values(), key=lambda r: r[f.index("reward")], default=None)
-        if best is None:
+        rows = self.records.rows[: len(self.records)]
+        if not len(rows):
             return
-        nsc = from_array(best[f.index("nsc")], self.max_index)
-        self.log(f"done: {len(self.records)} candidates in {_fmt_time(self.elapsed())}; best reward "
-                 f"{best[f.index('reward')]:.2f} (accuracy {best[f.index('accuracy')]:.2f} %): {format_nsc(nsc)}")
+        best = rows[int(np.argmax(rows["reward"]))]
+        nsc = from_array(best["nsc"], self.max_index)
+        self.log(f"done: {len(rows)} candidates in {_fmt_time(self.elapsed())}; best reward "
+                 f"{best['reward']:.2f} (accuracy {best['accuracy']:.2f} %): {format_nsc(nsc)}")
         self.log(f"results: {self.out / checkpoint.FILENAME}; summary: python -m bqnn.report {self.out}")
 
     # ----------------------------------------------------------- checkpoint
     def state(self) -> checkpoint.SearchState:
-        ids = sorted(self.records)
-        candidates = np.array([self.records[i] for i in ids], dtype=self.dtype)
+        candidates = self.records.array()
         inflight = sorted((t for t in self.tasks.values() if t.id not in self.records), key=lambda t: t.id)
         arrays, attrs = self.strategy.state()
         util = dict(self.util_before)  # ranks of earlier runs, possibly another world size
@@ -396,6 +451,7 @@ class Master:
             util_rank=np.array(ranks, dtype=np.int32),
             util_busy=np.array([util[r][0] for r in ranks], dtype=np.float64),
             util_idle=np.array([util[r][1] for r in ranks], dtype=np.float64),
+            iteration_sizes=np.array(self.sizes, dtype=np.int64),
         )
 
     def save(self) -> None:
@@ -406,17 +462,23 @@ class Master:
         self.iteration, self.next_id, self.elapsed_before, self.runs = s.iteration, s.next_id, s.elapsed, s.runs
         self.cpu_before = s.master_cpu
         self.strategy.load_state(s.strategy_arrays, s.strategy_attrs)
-        f = self.dtype.names
+        self.records.load(s.candidates)
         for row in s.candidates:
-            rec = tuple(row[name] for name in f)
-            self.records[int(row["id"])] = rec
-            h = row["hash"].decode()
-            self.metrics[h] = (int(row["params"]), int(row["flops"]), float(row["density"]))
+            self.metrics[row["hash"].decode()] = (int(row["params"]), int(row["flops"]), float(row["density"]),
+                                                  int(row["blocks"]))
+        sizes = s.iteration_sizes.tolist()
+        if not sizes and s.next_id:  # schema 1: every iteration had blocks_per_iteration candidates
+            sizes = [self.n] * -(-s.next_id // self.n)
+        start = 0
+        for size in sizes:
+            self.starts.append(start)
+            self.sizes.append(size)
+            start += size
         for h, cid in zip(s.cache_hash.tolist(), s.cache_id.tolist()):
             self.cache[h.decode()] = int(cid)
         self.util_before = {int(r): (float(b), float(i)) for r, b, i in zip(s.util_rank, s.util_busy, s.util_idle)}
         # The iterations in progress: finished candidates are in the history, the others were in flight.
-        first = self.iteration * self.n
+        first = self.starts[self.iteration] if self.iteration < len(self.starts) else s.next_id
         for row in s.candidates:
             if int(row["id"]) >= first:
                 t = self._task(from_array(row["nsc"], self.max_index), int(row["iteration"]), float(row["epsilon"]),

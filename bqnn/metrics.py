@@ -18,14 +18,14 @@ Params are trainable parameters (BN running statistics are buffers).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from .nsc import NSC, Op, graph
+from typing import NamedTuple
+
+from .nsc import NSC, BlockGraph, Op, graph
 
 
-@dataclass(frozen=True)
-class NodePlan:
+class NodePlan(NamedTuple):
     index: int
-    op: Op
+    op: int  # an nsc.Op value
     kernel: int
     preds: tuple[int, ...]
     in_channels: tuple[int, ...]
@@ -33,8 +33,7 @@ class NodePlan:
     project: tuple[int, ...]  # for add: which preds (by position) get a 1x1 projection to out_channels
 
 
-@dataclass(frozen=True)
-class BlockPlan:
+class BlockPlan(NamedTuple):
     in_channels: int
     width: int
     nodes: tuple[NodePlan, ...]  # layers 1..n in order
@@ -47,28 +46,33 @@ class BlockPlan:
         return self.width if self.reduce else self.concat_channels
 
 
-def plan_block(nsc: NSC, in_channels: int, width: int) -> BlockPlan:
+_CONV, _MAX, _AVG, _ID, _ADD, _CAT, _TERM = (int(o) for o in (Op.CONV, Op.MAX_POOL, Op.AVG_POOL, Op.IDENTITY,
+                                                               Op.ADD, Op.CONCAT, Op.TERMINAL))
+
+
+def plan_block(nsc: NSC, in_channels: int, width: int, g: BlockGraph | None = None) -> BlockPlan:
     """Channel bookkeeping of a block (docs/choices.md, "widths inside a block"):
     convolutions output `width`; pools and identity keep their input's width;
     add outputs the larger input width, projecting the narrower input with a
     1x1 conv + BN; concat sums widths; the leaves are concatenated and, when
-    that is not already `width` channels, reduced to `width` by a 1x1 PCC."""
-    g = graph(nsc)
+    that is not already `width` channels, reduced to `width` by a 1x1 PCC.
+    `g` is the block's graph when the caller already has it."""
+    g = g or graph(nsc)
     ch = [in_channels]
     nodes: list[NodePlan] = []
     for layer in nsc:
-        op = Op(layer.type)
-        if op == Op.TERMINAL:
+        op = layer.type
+        if op == _TERM:
             break
         preds = g.preds[layer.index]
         cin = tuple(ch[p] for p in preds)
         project: tuple[int, ...] = ()
-        if op == Op.CONV:
+        if op == _CONV:
             out = width
-        elif op == Op.ADD:
+        elif op == _ADD:
             out = max(cin)
             project = tuple(i for i, c in enumerate(cin) if c != out)
-        elif op == Op.CONCAT:
+        elif op == _CAT:
             out = sum(cin)
         else:  # pools, identity
             out = cin[0]
@@ -78,15 +82,14 @@ def plan_block(nsc: NSC, in_channels: int, width: int) -> BlockPlan:
     return BlockPlan(in_channels, width, tuple(nodes), g.leaves, concat, concat != width)
 
 
-@dataclass(frozen=True)
-class Cost:
+class Cost(NamedTuple):
     params: int = 0
     flops: int = 0
 
-    def __add__(self, other: "Cost") -> "Cost":
+    def __add__(self, other: "Cost") -> "Cost":  # type: ignore[override]  (a sum, not tuple concatenation)
         return Cost(self.params + other.params, self.flops + other.flops)
 
-    def __mul__(self, k: int) -> "Cost":
+    def __mul__(self, k: int) -> "Cost":  # type: ignore[override]
         return Cost(self.params * k, self.flops * k)
 
 
@@ -110,31 +113,35 @@ def pcc_cost(cin: int, cout: int, k: int, hw: int) -> Cost:
 
 
 def _node_cost(node: NodePlan, hw: int) -> Cost:
-    c = node.out_channels
-    if node.op == Op.CONV:
+    c, op = node.out_channels, node.op
+    if op == _CONV:
         return pcc_cost(node.in_channels[0], c, node.kernel, hw)
-    if node.op == Op.MAX_POOL:
+    if op == _MAX:
         return Cost(0, (node.kernel * node.kernel - 1) * c * hw)
-    if node.op == Op.AVG_POOL:
+    if op == _AVG:
         return Cost(0, node.kernel * node.kernel * c * hw)
-    if node.op == Op.ADD:
+    if op == _ADD:
         cost = Cost(0, c * hw)
         for i in node.project:
             cost = cost + conv_cost(node.in_channels[i], c, 1, hw) + bn_cost(c, hw)
         return cost
-    if node.op in (Op.IDENTITY, Op.CONCAT):
+    if op in (_ID, _CAT):
         return Cost()
-    raise KeyError(f"no cost formula for op {node.op!r}")
+    raise KeyError(f"no cost formula for op {op!r}")
 
 
 def block_cost(plan: BlockPlan, hw: int) -> Cost:
     """Cost of one block on a map of hw = H*W pixels."""
-    total = Cost()
+    params = flops = 0
     for node in plan.nodes:
-        total = total + _node_cost(node, hw)
+        p, f = _node_cost(node, hw)
+        params += p
+        flops += f
     if plan.reduce:
-        total = total + pcc_cost(plan.concat_channels, plan.width, 1, hw)
-    return total
+        p, f = pcc_cost(plan.concat_channels, plan.width, 1, hw)
+        params += p
+        flops += f
+    return Cost(params, flops)
 
 
 def block_metrics(nsc: NSC, channels: int, size: int, in_channels: int | None = None) -> dict:

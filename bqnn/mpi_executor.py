@@ -14,9 +14,11 @@ search goes on without it, and fails with that one line if no worker is left.
 A worker that receives SIGTERM/SIGUSR1/SIGINT sends SIGNAL(signum) so that the
 whole job checkpoints and stops, whichever rank got the signal.
 
-Rank 0 waits with MPI_Iprobe and short sleeps (0.1 ms, doubling to 10 ms while
-nothing arrives), never a blocking receive, which in MPICH spins a core that
-the workers on the same node need. Per-rank busy time (task sent -> result
+Rank 0 waits with MPI_Iprobe and short sleeps, never a blocking receive, which
+in MPICH spins a core that the workers on the same node need: naps of 50-100 us
+for 0.2 s after the last message, then doubling up to 10 ms (an idle rank 0
+wakes ~100 times a second). A task goes to the most recently ready
+worker, which is still polling fast. Per-rank busy time (task sent -> result
 received) and idle time (ready -> task sent) give the utilization.
 """
 from __future__ import annotations
@@ -32,8 +34,7 @@ from .config import Config, to_json
 from .master import Done, StopFlag, Task, WorkerStartupError
 from .mpi import worker_slot
 from .nsc import to_array
-from .protocol import RESULT_DTYPE, Status, Tag, task_dtype
-from .trainer import TrainResult
+from .protocol import FIRST_NAP, MASTER_WINDOW, RESULT_DTYPE, Status, Tag, TrainResult, next_nap, task_dtype
 
 EMPTY = bytearray(0)
 
@@ -52,7 +53,7 @@ class MPIExecutor:
         comm.bcast(to_json(cfg), root=0)
         worker_slot(comm)  # collective with the workers' call
         self.queue: deque[Task] = deque()
-        self.ready: deque[int] = deque()  # ranks waiting for a task, first come first served
+        self.ready: deque[int] = deque()  # ranks waiting for a task, most recently ready last
         self.pending: dict[int, Task] = {}  # rank -> the task it is training
         self.live = set(range(1, self.world_size))  # workers that can train
         self.connected = set(self.live)  # workers still running (no BYE yet): all must get STOP
@@ -65,10 +66,18 @@ class MPIExecutor:
         self.result_buf = np.zeros(1, RESULT_DTYPE)
         self.signal_buf = np.zeros(1, np.int32)
         self.t0 = now
+        self.started: float | None = None
+        self.startup = 0.0  # seconds from start-up to the first task (imports, data loading)
+        self.last_message = now
         self.host = socket.gethostname()
 
     # ------------------------------------------------------------- dispatch
     def submit(self, task: Task) -> None:
+        if self.started is None:  # utilization counts from the first task: start-up is reported apart
+            self.started = time.perf_counter()
+            self.startup = self.started - self.t0
+            for r in self.since:
+                self.since[r] = max(self.since[r], self.started)
         self.queue.append(task)
         self._dispatch()
 
@@ -77,9 +86,12 @@ class MPIExecutor:
 
     def _dispatch(self) -> None:
         while self.queue and self.ready:
-            rank, task = self.ready.popleft(), self.queue.popleft()
+            # the most recently ready worker first: it is polling fast (worker.wait_message), so the
+            # task starts at once; under load every worker is fed anyway
+            rank, task = self.ready.pop(), self.queue.popleft()
             buf = self.task_buf
-            buf["id"], buf["seed"], buf["nsc"][0] = task.id, task.seed, to_array(task.nsc, self.max_index)
+            buf["id"], buf["seed"], buf["blocks"] = task.id, task.seed, task.blocks
+            buf["nsc"][0] = to_array(task.nsc, self.max_index)
             self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=rank, tag=Tag.TASK)
             now = time.perf_counter()
             self.idle[rank] += now - self.since.get(rank, now)
@@ -88,7 +100,7 @@ class MPIExecutor:
 
     def wait(self, timeout: float) -> list[Done]:
         deadline = time.perf_counter() + timeout
-        nap = 1e-4
+        nap = FIRST_NAP
         out: list[Done] = []
         status = MPI.Status()
         while True:
@@ -96,12 +108,13 @@ class MPIExecutor:
                 done = self._handle(status.Get_source(), status.Get_tag())
                 if done is not None:
                     out.append(done)
-                nap = 1e-4
+                nap = FIRST_NAP
+                self.last_message = time.perf_counter()
                 continue
             if out or self.stop.signum is not None or time.perf_counter() >= deadline:
                 return out
             time.sleep(nap)
-            nap = min(nap * 2, 0.01)
+            nap = next_nap(nap, time.perf_counter() - self.last_message, MASTER_WINDOW)
 
     def _handle(self, src: int, tag: int) -> Done | None:
         now = time.perf_counter()
@@ -121,7 +134,8 @@ class MPIExecutor:
                     raise WorkerStartupError(f"no worker could start; rank {first}: {self.failed_start[first]}")
                 return None
             task = self.pending.pop(src)
-            self.busy[src] += now - self.since.get(src, now)
+            self.busy[src] += float(rec["seconds"])  # time the worker spent training, as it measured it
+            self.idle[src] += max(0.0, now - self.since.get(src, now) - float(rec["seconds"]))  # messages, queueing
             self._ready(src, now)
             result = TrainResult(Status(int(rec["status"])), float(rec["accuracy"]), float(rec["seconds"]),
                                  int(rec["epochs"]), int(rec["restarts"]), message)
@@ -139,12 +153,13 @@ class MPIExecutor:
         return None
 
     def _ready(self, rank: int, now: float) -> None:
-        self.since[rank] = now
+        self.since[rank] = now if self.started is None else max(now, self.started)
         self.ready.append(rank)
         self._dispatch()
 
     # ---------------------------------------------------------------- report
     def utilization(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rank, busy, idle) seconds; a task in flight counts as busy so far."""
         now = time.perf_counter()
         ranks = sorted(self.busy)
         busy = [self.busy[r] + (now - self.since[r] if r in self.pending else 0.0) for r in ranks]

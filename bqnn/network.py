@@ -20,7 +20,7 @@ from torch import nn
 from .block import Block
 from .config import NetworkConfig
 from .metrics import Cost, bn_cost, block_cost, conv_cost, plan_block, relu_cost
-from .nsc import NSC
+from .nsc import NSC, graph
 
 
 def _pool_out(size: int, k: int, stride: int, pad: int, ceil: bool) -> int:
@@ -115,6 +115,7 @@ def build_network(nsc: NSC, cfg: NetworkConfig, in_channels: int, size: int, num
 def network_cost(nsc: NSC, cfg: NetworkConfig, in_channels: int, size: int, num_classes: int) -> Cost:
     """Analytic params and FLOPs per image of `build_network(...)`, without building it."""
     total = Cost()
+    g = graph(nsc)
     blocks: dict[tuple[int, int, int], Cost] = {}  # a stage repeats the same block N times
     for step in layout(cfg, in_channels, size):
         kind = step[0]
@@ -131,7 +132,7 @@ def network_cost(nsc: NSC, cfg: NetworkConfig, in_channels: int, size: int, num_
         elif kind == "block":
             _, cin, width, s = step
             if (cin, width, s) not in blocks:
-                blocks[(cin, width, s)] = block_cost(plan_block(nsc, cin, width), s * s)
+                blocks[(cin, width, s)] = block_cost(plan_block(nsc, cin, width, g), s * s)
             total = total + blocks[(cin, width, s)]
         elif kind == "head":
             _, c, s = step

@@ -79,15 +79,18 @@ def verify_figure(path: Path, reward: np.ndarray, verified: np.ndarray, early: n
 
 
 def compare_figure(path: Path, runs: list[tuple[str, np.ndarray, np.ndarray]]) -> Path:
-    """runs: (label, top1 per iteration, top5 per iteration)."""
+    """runs: (label, best reward after each training, mean of the 5 best after each training).
+    The x axis is the number of networks trained (what a GPU budget buys), so strategies whose
+    iterations differ in size (PNAS rounds) compare fairly."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    colors = ["tab:red", "tab:blue", "tab:green", "tab:purple"]
-    for (label, top1, top5), color in zip(runs, colors):
+    colors = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
+    for i, (label, top1, top5) in enumerate(runs):
+        color = colors[i % len(colors)]
         x = np.arange(1, len(top1) + 1)
         ax.plot(x, top1, color=color, label=f"{label} top-1")
         ax.plot(x, top5, color=color, linestyle="--", label=f"{label} top-5")
-    ax.set_xlabel("iteration (batch)")
+    ax.set_xlabel("networks trained")
     ax.set_ylabel("reward")
     ax.set_title("best blocks found so far")
     ax.legend(fontsize=8)

@@ -12,9 +12,27 @@ and the report.
 """
 from __future__ import annotations
 
+import signal
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
+
+# Exit codes of every rank when a stop signal ends the job (SLURM's --signal sends USR1).
+EXIT_CODES = {signal.SIGTERM: 143, signal.SIGUSR1: 143, signal.SIGINT: 130}
+
+# Waiting for a message: probe, then sleep. Right after traffic the next message is likely soon, so
+# naps stay short (HOT_NAP) for a while; after that they double up to IDLE_NAP. Rank 0 keeps the short
+# naps for MASTER_WINDOW seconds after its last message; a worker for WORKER_WINDOW after its result
+# (rank 0 answers within a millisecond when it has work; many fast-polling workers on a shared node
+# would take the CPU rank 0 needs).
+FIRST_NAP, HOT_NAP, IDLE_NAP = 5e-5, 1e-4, 1e-2
+MASTER_WINDOW, WORKER_WINDOW = 0.2, 0.01
+
+
+def next_nap(nap: float, waited: float, window: float) -> float:
+    return min(nap * 2, HOT_NAP if waited < window else IDLE_NAP)
+
 
 MESSAGE_LEN = 256  # bytes of a result's message (error text, traceback tail)
 HOST_LEN = 64
@@ -38,8 +56,30 @@ class Status(IntEnum):
     LOST = 5  # the worker went away while training it
 
 
+@dataclass
+class TrainResult:
+    """What training one candidate gives back (a RESULT record, unpacked)."""
+
+    status: Status
+    accuracy: float = 0.0  # percent, validation
+    seconds: float = 0.0
+    epochs: int = 0
+    restarts: int = 0
+    message: str = ""
+
+
+class Interrupted(BaseException):
+    """Raised out of a trainer's `train` when its `interrupt` callback says stop (never a result)."""
+
+
+def candidate_seed(search_seed: int, block_hash: str) -> int:
+    """Training seed of a block (the `seed` of its task), from its canonical hash: the same block gets
+    the same initial weights in every run and on every rank."""
+    return (int(block_hash[:8], 16) ^ (search_seed * 0x9E3779B1)) & 0x7FFFFFFF
+
+
 def task_dtype(max_index: int) -> np.dtype:
-    return np.dtype([("id", np.int64), ("seed", np.int64), ("nsc", np.int16, (max_index, 5))])
+    return np.dtype([("id", np.int64), ("seed", np.int64), ("blocks", np.int16), ("nsc", np.int16, (max_index, 5))])
 
 
 RESULT_DTYPE = np.dtype([

@@ -13,8 +13,10 @@ search.png (Fig. 8(a)), verify.png (when DIR/verify/ holds results of `python -m
 Reads DIR/search.h5 (read-only; falls back to search.h5.bak like a resume).
 The JSON object has: iterations_done, iterations_total, candidates (all
 records, repeats included), unique_trained (blocks actually trained), repeats,
-failed (trained blocks whose status is not ok), best {nsc (list of 5-lists),
-reward, accuracy, flops, params, density, id, iteration}, top (the K best
+failed (trained blocks whose status is not ok), rejected (BlockQNN-L: over the
+limits, never trained), predictor_spearman (PNAS: per round, null where undefined),
+best {nsc (list of 5-lists), reward, accuracy, flops, params, density,
+blocks_per_stage, id, iteration}, top (the K best
 unique blocks), per_iteration [{iteration, epsilon, mean_reward, best_reward}],
 per_epsilon {epsilon: mean reward}, utilization {per_rank: [{rank, busy, idle,
 utilization}], mean}, candidates_per_worker_hour, elapsed_seconds,
@@ -36,26 +38,7 @@ import numpy as np
 
 from . import checkpoint
 from .protocol import Status
-
-
-def spearman(a, b) -> float | None:
-    """Spearman rank correlation (average ranks for ties); None for fewer than two points or a constant."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2:
-        return None
-
-    def ranks(x: np.ndarray) -> np.ndarray:
-        order = np.argsort(x, kind="stable")
-        r = np.empty(len(x))
-        r[order] = np.arange(len(x), dtype=float)
-        for v in np.unique(x):  # ties share their mean rank
-            r[x == v] = r[x == v].mean()
-        return r
-
-    ra, rb = ranks(a), ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return None
-    return float(np.corrcoef(ra, rb)[0, 1])
+from .stats import spearman
 
 
 def verified_results(directory: str | Path) -> list[dict]:
@@ -90,6 +73,7 @@ def summarize(state: checkpoint.SearchState, top: int = 5, directory: str | Path
             "flops": int(row["flops"]),
             "params": int(row["params"]),
             "density": float(row["density"]),
+            "blocks_per_stage": int(row["blocks"]),
             "id": int(row["id"]),
             "iteration": int(row["iteration"]),
             "hash": row["hash"].decode(),
@@ -112,14 +96,18 @@ def summarize(state: checkpoint.SearchState, top: int = 5, directory: str | Path
                  "utilization": float(b / (b + i)) if b + i > 0 else 0.0}
                 for r, b, i in zip(state.util_rank, busy, idle)]
     worker_hours = float((busy + idle).sum()) / 3600.0
+    rejected = int((trained["status"] == Status.REJECTED).sum())  # over the limits, never trained
     return {
         "strategy": state.strategy,
         "iterations_done": int(state.iteration),
         "iterations_total": int(state.iterations_total),
         "candidates": int(len(c)),
-        "unique_trained": int(len(trained)),
+        "unique_trained": int(len(trained) - rejected),
         "repeats": int(len(c) - len(trained)),
-        "failed": int(len(trained) - len(ok)),
+        "failed": int(len(trained) - len(ok) - rejected),
+        "rejected": rejected,
+        "predictor_spearman": [None if np.isnan(x) else float(x)
+                               for x in state.strategy_arrays.get("round_spearman", np.zeros(0)).tolist()],
         "failed_by_status": {Status(s).name.lower(): int((trained["status"] == s).sum())
                              for s in sorted(set(trained["status"].tolist())) if s != Status.OK},
         "best": block(ranked[0]) if len(ranked) else None,
@@ -152,8 +140,12 @@ def _text(s: dict) -> str:
     from .nsc import format_nsc, validate
 
     lines = [f"{s['strategy']}: {s['iterations_done']}/{s['iterations_total']} iterations, {s['candidates']} candidates "
-             f"({s['unique_trained']} trained, {s['repeats']} repeats, {s['failed']} failed), "
-             f"{s['elapsed_seconds'] / 60:.1f} min, {s['runs']} run(s)"]
+             f"({s['unique_trained']} trained, {s['repeats']} repeats, {s['failed']} failed"
+             + (f", {s['rejected']} rejected over the limits" if s["rejected"] else "")
+             + f"), {s['elapsed_seconds'] / 60:.1f} min, {s['runs']} run(s)"]
+    if s["predictor_spearman"]:
+        lines.append("predictor Spearman per round: " + ", ".join("n/a" if x is None else f"{x:+.2f}"
+                                                                  for x in s["predictor_spearman"]))
     if s["per_epsilon"]:
         lines.append("mean reward by epsilon: " + ", ".join(f"{e}: {r:.2f}" for e, r in s["per_epsilon"].items()))
     lines.append(f"utilization {100 * s['utilization']['mean']:.1f} %, "
@@ -198,6 +190,20 @@ def _curves(state: checkpoint.SearchState) -> dict[str, np.ndarray]:
     return {"iteration": np.array(its), "epsilon": np.array([float(r["epsilon"][0]) for r in per_it]),
             "mean": np.array([float(r["reward"].mean()) for r in per_it]),
             "top1": running_top(trained, 1), "top5": running_top(trained, 5)}
+
+
+def training_curves(state: checkpoint.SearchState) -> tuple[np.ndarray, np.ndarray]:
+    """Best reward and mean of the 5 best after each network trained (id order; repeats and blocks
+    rejected over the limits cost no training and are left out)."""
+    c = state.candidates[np.argsort(state.candidates["id"], kind="stable")]
+    r = c[(c["repeat"] == 0) & (c["status"] != Status.REJECTED)]["reward"]
+    top1 = np.maximum.accumulate(r) if len(r) else r
+    top5 = np.empty(len(r))
+    best: list[float] = []
+    for i, x in enumerate(r.tolist()):
+        best = sorted(best + [x], reverse=True)[:5]
+        top5[i] = np.mean(best)
+    return top1, top5
 
 
 def write_summary(path: Path, s: dict) -> Path:
@@ -257,8 +263,7 @@ def write_report(directory: str | Path, state: checkpoint.SearchState, s: dict, 
     if compare:
         runs = []
         for label, st in [(f"{state.strategy} ({Path(directory).name})", state)] + compare:
-            cv = _curves(st)
-            runs.append((label, cv["top1"], cv["top5"]))
+            runs.append((label, *training_curves(st)))
         written.append(plots.compare_figure(out / "compare.png", runs))
     return written
 

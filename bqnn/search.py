@@ -1,4 +1,4 @@
-"""Block search with Q-learning (or random search), as one process or an MPI job.
+"""Block search with Q-learning (or random search, or PNAS), as one process or an MPI job.
 
     python -m bqnn.search --config jobs/demo.toml --out runs/demo
     python -m bqnn.search --config jobs/cifar100_paper.toml --out $SCRATCH/run1 --set data.root=$DATA
@@ -114,11 +114,16 @@ def run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm
 
             abort_workers(comm)
         return _fail(str(e))
-    total = master.total * master.n
-    print(f"bqnn search: {master.strategy.name}, {master.total} iterations x {master.n} blocks "
-          f"({total} candidates), world size {executor.world_size} ({where}), output {out}", flush=True)
+    from . import limits
+
+    total = master.strategy.planned_candidates(master.n)
+    shape = (f"{master.total} iterations x {master.n} blocks" if master.strategy.fixed_size
+             else f"{master.total} rounds")
+    print(f"bqnn search: {master.strategy.name}, {shape} ({total} candidates), world size {executor.world_size} "
+          f"({where}), output {out}" + (f", limits: {limits.describe(cfg.limits)}" if limits.active(cfg.limits) else ""),
+          flush=True)
     if state is not None:
-        print(f"resuming at iteration {master.iteration + 1}/{master.total}: {len(master.records)} candidates "
+        print(f"resuming at iteration {min(master.iteration + 1, master.total)}/{master.total}: {len(master.records)} candidates "
               f"done, {len(master.resume_inflight)} to train again (run {master.runs})", flush=True)
     code = 2
     try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Iterator
 
 from .nsc import MAX_INDEX, OPS, Layer, NSCError, Op, terminal
 
@@ -83,6 +84,21 @@ class Space:
         for i in range(1, self.max_index):
             total += len(self.layers_at(i)) * len(self.actions(Layer(i, 0, 0, 0, 0)))
         return total
+
+    def blocks(self, max_size: int | None = None) -> Iterator[tuple[Layer, ...]]:
+        """Every block of the space with at most `max_size` layers (terminal not counted), depth first.
+        Exhaustive, so only for small spaces: 4,472 codes (2,356 distinct blocks) at max_index 5."""
+        limit = min(max_size or self.max_index - 1, self.max_index - 1)
+
+        def grow(rows: tuple[Layer, ...]) -> Iterator[tuple[Layer, ...]]:
+            i = len(rows)
+            if i >= 1 and (i >= 2 or not self.start_identity):
+                yield rows + (terminal(i + 1),)
+            if i < limit:
+                for layer in self.layers_at(i + 1):
+                    yield from grow(rows + (layer,))
+
+        yield from grow(())
 
     def contains(self, nsc: tuple[Layer, ...]) -> bool:
         """True if every transition of `nsc` is an action this space offers."""

@@ -96,7 +96,8 @@ def top_block(search_dir: str | Path, rank: int) -> tuple[NSC, dict, str]:
         raise ConfigError(f"--rank {rank}: the search in {search_dir} has {len(order)} trained blocks")
     row = order[rank - 1]
     record = {"search": str(search_dir), "rank": rank, "id": int(row["id"]), "reward": float(row["reward"]),
-              "early_stop_accuracy": float(row["accuracy"]), "iteration": int(row["iteration"])}
+              "early_stop_accuracy": float(row["accuracy"]), "iteration": int(row["iteration"]),
+              "blocks_per_stage": int(row["blocks"])}
     return from_array(row["nsc"], state.max_index), record, state.config_json
 
 
@@ -371,6 +372,8 @@ def resolve(args: argparse.Namespace, rank: int | None = None) -> tuple[NSC, Tra
         nsc, source, cfg_json = top_block(args.search, k)
         stored = json.loads(cfg_json)
         base = {"data": stored["data"], "network": stored["network"]}
+        if source["blocks_per_stage"]:  # BlockQNN-L: the N the block was searched with
+            base["network"] = dict(base["network"], blocks_per_stage=source["blocks_per_stage"])
         out = Path(args.out) / f"rank-{k:03d}" if args.out and args.top else \
             Path(args.out) if args.out else Path(args.search) / "verify" / f"rank-{k:03d}"
     else:

@@ -12,6 +12,13 @@ than chance (1/classes), the network is rebuilt and restarted with lr x 0.4, at
 most 3 times. The reward's accuracy is the validation accuracy (held out of
 the training set) after the last epoch, in percent.
 
+Speed (none of it changes what is searched): the data sit on the device and a batch is an
+index_select there; losses and correct counts accumulate on the device and are read once per
+epoch; evaluation uses large batches; bf16 autocast (`trainer.amp`) and channels-last tensors
+(`trainer.channels_last`) are on by default on GPUs and on CPUs with native bf16, and cuDNN
+autotuning (`trainer.cudnn_benchmark`) on GPUs. No per-candidate compilation: every candidate is a new graph, so torch.compile's
+start-up would be paid 11,392 times.
+
 Failures are results: an exception, a NaN/inf loss or running out of memory
 returns a `TrainResult` with that status and a message; the search goes on.
 KeyboardInterrupt and SystemExit (signals) are not caught. Inside an epoch
@@ -20,31 +27,20 @@ and are read once per epoch.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .config import Config
 from .data import Splits, epoch_batches, load_splits
 from .network import build_network
-from .nsc import NSC, canonical_hash, graph
-from .protocol import Status
-
-
-@dataclass
-class TrainResult:
-    status: Status
-    accuracy: float = 0.0  # percent, validation
-    seconds: float = 0.0
-    epochs: int = 0
-    restarts: int = 0
-    message: str = ""
+from .nsc import NSC
+from .protocol import Interrupted, Status, TrainResult, candidate_seed  # noqa: F401 (re-exported)
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
@@ -56,17 +52,8 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     return torch.device(spec)
 
 
-def candidate_seed(search_seed: int, nsc: NSC) -> int:
-    """Training seed of a block: the same block gets the same initial weights in every run and on every rank."""
-    return (int(canonical_hash(nsc)[:8], 16) ^ (search_seed * 0x9E3779B1)) & 0x7FFFFFFF
-
-
 class InjectedFault(RuntimeError):
     pass
-
-
-class Interrupted(BaseException):
-    """Raised out of `train` when its `interrupt` callback says stop (a BaseException: never a result)."""
 
 
 Interrupt = Callable[[], bool] | None
@@ -82,6 +69,30 @@ def _tail(e: BaseException, lines: int = 3) -> str:
     return f"{type(e).__name__}: {e} [{frames}]"
 
 
+def cpu_has_native_bf16() -> bool:
+    """True if the CPU computes bf16 in hardware (AVX512-BF16 or AMX), where autocast is faster;
+    on other CPUs bf16 is emulated and slower."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def speed_options(t, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, channels_last) for `trainer.amp` and `trainer.channels_last` on this device.
+    auto: bf16 and channels-last on GPUs with bf16 and on CPUs with native bf16 (measured +30-40 % on the
+    demo's networks, bench/README.md); neither where bf16 would be emulated."""
+    if device.type == "cuda":
+        fast_bf16 = torch.cuda.is_bf16_supported()
+    else:
+        fast_bf16 = cpu_has_native_bf16()
+    amp = t.amp == "bf16" or (t.amp == "auto" and fast_bf16)
+    channels_last = t.channels_last == "on" or (t.channels_last == "auto" and (device.type == "cuda" or amp))
+    return (torch.bfloat16 if amp else None), channels_last
+
+
 class EarlyStopTrainer:
     def __init__(self, cfg: Config, device: torch.device, splits: Splits | None = None) -> None:
         self.cfg = cfg
@@ -89,18 +100,24 @@ class EarlyStopTrainer:
         self.device = device
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
+        self.amp_dtype, self.channels_last = speed_options(self.t, device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = self.t.cudnn_benchmark
         self.splits = splits if splits is not None else load_splits(cfg.data, device)
         self.interrupt: Interrupt = None
+        self.model_params = 0
 
-    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None) -> TrainResult:
+    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None,
+              blocks: int = 0) -> TrainResult:
         """Train one candidate. `interrupt`, if given, is polled once per batch; when it returns
-        True, `Interrupted` is raised (the caller is being stopped, the candidate will be retrained)."""
+        True, `Interrupted` is raised (the caller is being stopped, the candidate will be retrained).
+        `blocks`: blocks per stage of its network (BlockQNN-L's adaptive N; 0: as configured)."""
         start = time.perf_counter()
         fault = self.t.inject_fault if self.t.inject_every and candidate_id % self.t.inject_every == 0 else "none"
         self.interrupt = interrupt
         result = TrainResult(Status.OK)
         try:
-            result = self._train(nsc, seed, fault)
+            result = self._train(nsc, seed, fault, blocks)
         except Exception as e:  # a candidate's failure is a result, never a crash
             status = Status.OOM if _is_oom(e) else Status.ERROR
             result = TrainResult(status, message=_tail(e))
@@ -109,14 +126,18 @@ class EarlyStopTrainer:
         result.seconds = time.perf_counter() - start
         return result
 
-    def _train(self, nsc: NSC, seed: int, fault: str) -> TrainResult:
+    def _train(self, nsc: NSC, seed: int, fault: str, blocks: int = 0) -> TrainResult:
         t, s = self.t, self.splits
+        network = dataclasses.replace(self.cfg.network, blocks_per_stage=blocks) if blocks else self.cfg.network
         chance = 100.0 / s.num_classes
         restarts = 0
         while True:
             torch.manual_seed(seed + restarts)
             gen = torch.Generator(device=self.device).manual_seed(seed + restarts)
-            model = build_network(nsc, self.cfg.network, s.in_channels, s.size, s.num_classes).to(self.device)
+            model = build_network(nsc, network, s.in_channels, s.size, s.num_classes).to(self.device)
+            self.model_params = sum(p.numel() for p in model.parameters())  # of the last network built
+            if self.channels_last:
+                model = model.to(memory_format=torch.channels_last)
             lr = t.lr * t.restart_lr_factor ** restarts
             opt = torch.optim.Adam(model.parameters(), lr=lr, betas=t.betas, eps=t.adam_eps)
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_step, gamma=t.lr_decay)
@@ -143,7 +164,10 @@ class EarlyStopTrainer:
             if self.interrupt is not None and self.interrupt():
                 raise Interrupted()
             x, y = s.train_x.index_select(0, idx), s.train_y.index_select(0, idx)
-            loss = F.cross_entropy(model(x), y)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
+                loss = F.cross_entropy(model(x), y)
             if fault != "none" and i == 0:
                 if fault == "exception":
                     raise InjectedFault("injected exception (trainer.inject_fault)")
@@ -165,62 +189,16 @@ class EarlyStopTrainer:
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for i in range(0, len(s.val_y), self.t.eval_batch_size):
             x = s.val_x[i:i + self.t.eval_batch_size]
-            correct += (model(x).argmax(1) == s.val_y[i:i + self.t.eval_batch_size]).sum()
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
+                correct += (model(x).argmax(1) == s.val_y[i:i + self.t.eval_batch_size]).sum()
         return 100.0 * int(correct) / len(s.val_y)
-
-
-# ------------------------------------------------------------ simulated
-
-# Credit per op (type, kernel) for the simulated accuracy: convolutions help, 3x3 most;
-# pools and identities little; joins (add, concat) help. Chosen so that the best
-# blocks have a few convolutions, a shortcut and a merge, like the paper's.
-_SIM_CREDIT = {(1, 1): 2.0, (1, 3): 4.5, (1, 5): 3.5, (2, 1): -0.5, (2, 3): 0.8, (3, 1): -0.5, (3, 3): 0.5,
-               (4, 0): -0.3, (5, 0): 3.0, (6, 0): 2.0}
-
-
-def simulated_accuracy(nsc: NSC) -> float:
-    """A deterministic 'accuracy' (percent) with structure an agent can learn:
-    saturating in the summed op credits, penalised beyond 10 layers, plus a
-    +-1 point jitter from the block's canonical hash (equal for equal blocks)."""
-    layers = [l for l in nsc if l.type != 7]
-    score = sum(_SIM_CREDIT[(l.type, l.kernel)] for l in layers)
-    acc = 40.0 + 50.0 * (1.0 - math.exp(-max(score, 0.0) / 15.0)) - 1.5 * max(0, len(layers) - 10)
-    acc -= 2.0 * max(0, len(graph(nsc).leaves) - 2)  # many loose ends
-    jitter = int(canonical_hash(nsc)[:6], 16) / 0xFFFFFF * 2.0 - 1.0
-    return float(min(max(acc + jitter, 1.0), 99.0))
-
-
-class SimulatedTrainer:
-    """`trainer.kind = "simulated"`: no data, no torch compute; sleeps a lognormal time
-    (median `sim_seconds`, spread `sim_sigma`, drawn from the candidate's seed) and
-    returns `simulated_accuracy`. Faults are injected as in the real trainer."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.t = cfg.trainer
-
-    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None) -> TrainResult:
-        start = time.perf_counter()
-        if self.t.sim_seconds > 0:
-            rng = np.random.default_rng(seed ^ (candidate_id & 0x7FFFFFFF))
-            end = start + self.t.sim_seconds * math.exp(self.t.sim_sigma * rng.standard_normal())
-            while (left := end - time.perf_counter()) > 0:  # sleep in slices so a stop is noticed
-                time.sleep(min(left, 0.05))
-                if interrupt is not None and interrupt():
-                    raise Interrupted()
-        fault = self.t.inject_fault if self.t.inject_every and candidate_id % self.t.inject_every == 0 else "none"
-        if fault == "exception":
-            result = TrainResult(Status.ERROR, message="InjectedFault: injected exception (trainer.inject_fault)")
-        elif fault == "nan":
-            result = TrainResult(Status.NAN, epochs=1, message="loss is nan in epoch 1")
-        elif fault == "oom":
-            result = TrainResult(Status.OOM, message="OutOfMemoryError: CUDA out of memory (injected, trainer.inject_fault)")
-        else:
-            result = TrainResult(Status.OK, accuracy=simulated_accuracy(nsc), epochs=self.t.epochs)
-        result.seconds = time.perf_counter() - start
-        return result
 
 
 def make_trainer(cfg: Config, device: torch.device | None = None):
     if cfg.trainer.kind == "simulated":
+        from .simulated import SimulatedTrainer
+
         return SimulatedTrainer(cfg)
     return EarlyStopTrainer(cfg, device or resolve_device(cfg.trainer.device))

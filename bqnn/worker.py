@@ -26,11 +26,10 @@ import numpy as np
 from mpi4py import MPI
 
 from .config import from_json
-from .master import EXIT_CODES
 from .mpi import worker_slot
 from .nsc import from_array
-from .protocol import RESULT_DTYPE, Status, Tag, clip_text, task_dtype
-from .trainer import Interrupted, TrainResult, make_trainer, resolve_device
+from .protocol import (EXIT_CODES, FIRST_NAP, RESULT_DTYPE, WORKER_WINDOW, Interrupted, Status, Tag, TrainResult,
+                       clip_text, next_nap, task_dtype)
 
 EMPTY = bytearray(0)
 
@@ -61,11 +60,13 @@ class _Worker:
         self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.RESULT)
 
     def wait_message(self) -> MPI.Status:
+        """Probe and sleep (protocol.next_nap): short naps for 10 ms after a result, when the next task
+        is likely on its way, then up to 10 ms: an idle worker wakes ~100 times a second."""
         status = MPI.Status()
-        nap = 1e-4
+        nap, start = FIRST_NAP, time.perf_counter()
         while not self.comm.Iprobe(source=0, tag=MPI.ANY_TAG, status=status):
             time.sleep(nap)
-            nap = min(nap * 2, 0.01)
+            nap = next_nap(nap, time.perf_counter() - start, WORKER_WINDOW)
         return status
 
 
@@ -80,12 +81,19 @@ def run_worker(comm) -> int:
         signal.signal(s, w.on_signal)
     trainer = None
     try:
-        device = resolve_device(cfg.trainer.device, index)
-        if device.type == "cpu" and not cfg.trainer.threads and cfg.trainer.kind == "real":
+        if cfg.trainer.kind == "simulated":  # no torch: hundreds of these fit on one machine
+            from .simulated import SimulatedTrainer
+
+            trainer = SimulatedTrainer(cfg)
+        else:
             import torch
 
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
-        trainer = make_trainer(cfg, device)
+            from .trainer import make_trainer, resolve_device
+
+            device = resolve_device(cfg.trainer.device, index)
+            if device.type == "cpu" and not cfg.trainer.threads:
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
+            trainer = make_trainer(cfg, device)
     except Exception as e:  # e.g. the dataset is missing on this node: one line to rank 0
         w.send_result(-1, TrainResult(Status.ERROR, message=f"{type(e).__name__}: {e}"))
     else:
@@ -105,7 +113,7 @@ def run_worker(comm) -> int:
         rec = task[0]
         try:
             result = trainer.train(from_array(rec["nsc"], cfg.space.max_index), int(rec["seed"]), int(rec["id"]),
-                                   interrupt=w.stop_requested)
+                                   interrupt=w.stop_requested, blocks=int(rec["blocks"]))
         except Interrupted:
             continue  # STOP is waiting; the candidate is in the checkpoint as in flight
         w.send_result(int(rec["id"]), result)

@@ -67,3 +67,38 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def sigkill_and_resume(out: Path, args: tuple[str, ...], kills: int = 3, n: int = 3, latest: float = 0.6) -> list[int]:
+    """Start `mpiexec -n N bqnn.search --out OUT ARGS`, SIGKILL every process of it at a random moment
+    after it has written a checkpoint of its own, `kills` times (fewer if it finishes first), then let
+    it finish. Returns the candidates in search.h5 after each kill."""
+    import random
+    import signal
+    import time
+
+    from bqnn import checkpoint
+
+    h5 = out / "search.h5"
+    rng = random.Random(int(time.time()))
+    progress: list[int] = []
+    for attempt in range(kills + 1):
+        before = h5.stat().st_mtime_ns if h5.exists() else 0
+        p = start_mpi_search(n, out, *args)
+        if attempt == kills:
+            assert p.wait(timeout=180) == 0, p.stderr.read()
+            break
+        assert wait_for(lambda: h5.exists() and h5.stat().st_mtime_ns != before, 60)
+        time.sleep(rng.uniform(0.05, latest))
+        if p.poll() is not None:  # finished before the kill
+            assert p.returncode == 0, p.stderr.read()
+            break
+        for pid in [p.pid, *rank_pids(out).values()]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.wait(timeout=30)
+        assert wait_for(lambda: not rank_pids(out), 10)
+        progress.append(len(checkpoint.load(out)[0].candidates))
+    return progress

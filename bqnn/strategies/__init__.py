@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Callable
 from ..agent import EpsilonSchedule
 from ..space import Space
 from .base import Strategy
+from .pnas import PNASStrategy
 from .qlearning import QLearningStrategy
 from .random_search import RandomStrategy
 
@@ -27,9 +28,14 @@ def _random(cfg: "Config", space: Space, schedule: EpsilonSchedule) -> Strategy:
     return RandomStrategy(space, schedule, cfg.search.seed)
 
 
+def _pnas(cfg: "Config", space: Space, schedule: EpsilonSchedule) -> Strategy:
+    return PNASStrategy(space, cfg.pnas, cfg.search.seed)
+
+
 STRATEGIES: dict[str, Callable[["Config", Space, EpsilonSchedule], Strategy]] = {
     "qlearning": _qlearning,
     "random": _random,
+    "pnas": _pnas,
 }
 
 

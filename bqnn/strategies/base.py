@@ -3,7 +3,9 @@ checkpoint and the report never know which one runs.
 
 Used as a library: `bqnn.strategies.make_strategy(config)`.
 
-The master calls, per iteration i: `propose(i, n)` for the blocks to evaluate,
+The master calls, per iteration i: `propose(i, n)` for the blocks to evaluate
+(n = search.blocks_per_iteration; a strategy whose iterations differ in size, such as PNAS's
+rounds, returns as many as it wants and says `fixed_size = False`, and then runs in batch dispatch),
 then `observe(nsc, reward)` once per evaluated block (repeats answered from the
 reward cache included), in candidate-id order in batch mode or as results
 arrive in async mode, then `end_iteration(i)` once all of iteration i is in.
@@ -21,6 +23,7 @@ from ..nsc import NSC
 
 class Strategy(ABC):
     name: str = ""
+    fixed_size: bool = True  # every iteration proposes exactly n blocks (async dispatch needs it)
 
     @property
     @abstractmethod
@@ -29,6 +32,14 @@ class Strategy(ABC):
     def epsilon(self, iteration: int) -> float:
         """Exploration rate shown in progress lines (1.0 for pure random search)."""
         return 1.0
+
+    def planned_candidates(self, n: int) -> int:
+        """Candidates of the whole search (progress lines)."""
+        return self.total_iterations * n
+
+    def note(self, iteration: int) -> str:
+        """Anything the strategy adds to the progress line of a completed iteration."""
+        return ""
 
     @abstractmethod
     def propose(self, iteration: int, n: int) -> list[NSC]: ...

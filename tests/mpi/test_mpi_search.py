@@ -2,7 +2,6 @@
 preemption by signals and SIGKILL, failing candidates, and a worker that cannot start."""
 import json
 import os
-import random
 import signal
 import time
 
@@ -12,8 +11,8 @@ import pytest
 
 from bqnn import checkpoint
 from bqnn.protocol import Status
-from tests.conftest import (needs_fashion, needs_mpiexec, mpi_search, rank_pids, run_module, start_mpi_search,
-                            wait_for)
+from tests.conftest import (needs_fashion, needs_mpiexec, mpi_search, rank_pids, run_module, sigkill_and_resume,
+                            start_mpi_search, wait_for)
 
 pytestmark = needs_mpiexec
 
@@ -99,26 +98,7 @@ def test_sigkill_at_a_random_point_then_resume_is_identical(tmp_path):
     ref = tmp_path / "ref"
     assert mpi_search(3, ref, *args).returncode == 0
     out = tmp_path / "killed"
-    h5 = out / "search.h5"
-    rng = random.Random(int(time.time()))
-    progress = []
-    for attempt in range(4):  # killed three times at random points, then left to finish
-        before = h5.stat().st_mtime_ns if h5.exists() else 0
-        p = start_mpi_search(3, out, *args)
-        if attempt == 3:
-            assert p.wait(timeout=120) == 0, p.stderr.read()
-            break
-        # wait until this run has written a checkpoint of its own, then kill at a random moment
-        assert wait_for(lambda: h5.exists() and h5.stat().st_mtime_ns != before, 60)
-        time.sleep(rng.uniform(0.05, 0.6))
-        for pid in [p.pid, *rank_pids(out).values()]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        p.wait(timeout=30)
-        assert wait_for(lambda: not rank_pids(out), 10)
-        progress.append(len(checkpoint.load(out)[0].candidates))
+    progress = sigkill_and_resume(out, args)  # killed three times at random points, then left to finish
     s = report(out)
     assert s["runs"] == 4 and s["iterations_done"] == 9, (s["runs"], progress)
     assert 0 < progress[0] < TOTAL

@@ -35,7 +35,7 @@ def finished(tmp_path):
 
 def test_layout_is_plain_data(finished):
     with h5py.File(finished / "search.h5") as f:
-        assert f.attrs["format"] == "bqnn-search" and int(f.attrs["schema_version"]) == 1
+        assert f.attrs["format"] == "bqnn-search" and int(f.attrs["schema_version"]) == 2
         assert int(f.attrs["iteration"]) == int(f.attrs["iterations_total"]) == 5
         for name in ("candidates", "cache/hash", "cache/id", "inflight/id", "inflight/nsc", "strategy/q_state",
                      "strategy/q_value", "strategy/replay_nsc", "utilization/busy"):
@@ -49,6 +49,37 @@ def test_layout_is_plain_data(finished):
     if shutil.which("h5dump"):
         r = subprocess.run(["h5dump", "-H", str(finished / "search.h5")], capture_output=True, text=True)
         assert r.returncode == 0 and "DATASET \"candidates\"" in r.stdout and "H5T_COMPOUND" in r.stdout
+
+
+def test_a_schema_1_file_is_upgraded_and_resumes(finished, tmp_path):
+    """A search written before schema 2 (no candidates.blocks, no /iteration_sizes) resumes to the same end."""
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(finished / "search.h5", old / "search.h5")
+    with h5py.File(old / "search.h5", "a") as f:
+        c = f["candidates"][()]
+        names = [n for n in c.dtype.names if n != "blocks"]
+        v1 = np.zeros(len(c), [(n, c.dtype.fields[n][0]) for n in names])
+        for n in names:
+            v1[n] = c[n]
+        del f["candidates"], f["iteration_sizes"]
+        f.create_dataset("candidates", data=v1, maxshape=(None,), chunks=True)
+        f.attrs["schema_version"] = 1
+        f.attrs["iteration"], f.attrs["next_id"] = 3, 18  # as if stopped after 3 of 5 iterations
+        del f["cache/hash"], f["cache/id"]
+        keep = np.sort(c["id"])[:18]
+        f.create_dataset("cache/hash", data=np.zeros(0, "S16"))
+        f.create_dataset("cache/id", data=np.zeros(0, np.int64))
+    state = checkpoint.load(old)[0]
+    assert state.candidates.dtype == checkpoint.candidate_dtype(7) and (state.candidates["blocks"] == 4).all()
+    assert len(state.iteration_sizes) == 0 and len(keep) == 18
+    from bqnn.config import from_json
+    from bqnn.master import InlineExecutor, Master, StopFlag
+    from bqnn.simulated import SimulatedTrainer
+
+    cfg = from_json(state.config_json)
+    m = Master(cfg, old, InlineExecutor(SimulatedTrainer(cfg), StopFlag()), StopFlag(), log=lambda s: None, state=state)
+    assert m.sizes == [6] * 3 and m.starts == [0, 6, 12]  # derived from blocks_per_iteration
 
 
 def test_truncated_checkpoint_resumes_from_backup(tmp_path):

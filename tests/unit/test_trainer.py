@@ -4,7 +4,10 @@ import torch
 from bqnn.config import load
 from bqnn.nsc import INCEPTION_LIKE, RESIDUAL_LIKE, parse
 from bqnn.protocol import Status
-from bqnn.trainer import EarlyStopTrainer, SimulatedTrainer, candidate_seed, simulated_accuracy
+from bqnn.nsc import canonical_hash
+from bqnn.protocol import candidate_seed
+from bqnn.simulated import SimulatedTrainer, simulated_accuracy
+from bqnn.trainer import EarlyStopTrainer
 from tests.conftest import needs_fashion
 
 SMALL = ["data.train_subset=2000", "data.val_size=500", "data.resize=14", "network.blocks_per_stage=1",
@@ -18,7 +21,7 @@ def trainer():
 
 @needs_fashion
 def test_trainer_reaches_well_above_chance_in_seconds(trainer):
-    r = trainer.train(RESIDUAL_LIKE, candidate_seed(0, RESIDUAL_LIKE), 1)
+    r = trainer.train(RESIDUAL_LIKE, candidate_seed(0, canonical_hash(RESIDUAL_LIKE)), 1)
     assert r.status == Status.OK and r.epochs == 2 and r.restarts == 0
     assert r.accuracy > 50.0  # chance is 10 %
     assert r.seconds < 30

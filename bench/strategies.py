@@ -1,0 +1,156 @@
+"""Q-learning vs random search vs PNAS at an equal number of trained networks, over several seeds.
+
+    python bench/strategies.py                          # both parts below, seeds 0 1 2
+    python bench/strategies.py --only simulated --seeds 0 1 2 3 4
+    python bench/strategies.py --only real --budget 32
+    python -m bqnn.report runs/bench-strategies/real/qlearning-b32-s0 --compare runs/bench-strategies/real/random-b32-s0 \\
+        --compare runs/bench-strategies/real/pnas-b32-s0   # the curves (best reward vs networks trained)
+
+Every run is a real `bqnn.search` (this process, world size 1) writing runs/bench-strategies/PART/STRATEGY-bBUDGET-sSEED.
+Each strategy is scored on its first --budget trained networks (id order; repeats answered from the
+cache and blocks rejected over limits cost nothing and are not counted): the best reward, the mean
+of the 5 best, and the number of trainings until a fixed reward was first reached; printed per
+strategy as the mean over seeds and as a ratio to random search (for trainings: random's count /
+the strategy's, so > 1 means fewer trainings than random).
+
+simulated: the simulated trainer (a deterministic, learnable accuracy; no training time) on a
+  space small enough to enumerate (space.max_index 6, blocks of up to 5 layers): the known optimum is
+  found by brute force over every block, and the fixed reward is the optimum minus --margin.
+real: Fashion-MNIST, a 2,000-image subset at 14x14, networks with N = 1 and widths [8,16,32],
+  2 epochs per candidate (space.max_index 6); the fixed reward is the 90th percentile of every reward
+  trained in this part, all strategies and seeds pooled.
+
+Budgets: PNAS trains the 8 one-layer blocks and then `beam` blocks per round for 3 rounds (blocks of
+2 to 5 layers), so beam = (budget - 8) / 3; Q-learning and random search run a schedule shaped like
+Table 2 (54 % of the iterations at epsilon 1, then 0.9 .. 0.1) of budget x 1.5 candidates, enough for
+`budget` distinct trainings after repeats.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bqnn import checkpoint, limits  # noqa: E402
+from bqnn.config import load  # noqa: E402
+from bqnn.data import dataset_shape  # noqa: E402
+from bqnn.nsc import canonical_hash, graph  # noqa: E402
+from bqnn.protocol import Status  # noqa: E402
+from bqnn.reward import reward  # noqa: E402
+from bqnn.search import main as search_main  # noqa: E402
+from bqnn.simulated import simulated_accuracy  # noqa: E402
+from bqnn.space import Space  # noqa: E402
+
+STRATEGIES = ("random", "qlearning", "pnas")
+COMMON = ["space.max_index=6", "network.blocks_per_stage=1", "network.filters=[8,16,32]"]
+PARTS = {
+    "simulated": ["trainer.kind=simulated"],
+    "real": ["data.train_subset=2000", "data.val_size=500", "data.resize=14", "trainer.epochs=2",
+             "trainer.batch_size=64", "trainer.lr_step=1"],
+}
+
+
+def schedule(candidates: int, per_iteration: int) -> str:
+    """Table 2's shape (95 of 178 iterations at epsilon 1, then 0.9 .. 0.1) scaled to `candidates`."""
+    iters = max(10, -(-candidates // per_iteration))
+    explore = max(1, round(iters * 95 / 178))
+    rest = iters - explore
+    stages = [[1.0, explore]] + [[e, 1] for e in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)][: rest]
+    stages[-1][1] += max(0, rest - 9)
+    return "[" + ", ".join(f"[{e}, {n}]" for e, n in stages) + "]"
+
+
+def run(out: Path, sets: list[str]) -> np.ndarray:
+    """One search; its trained rewards in id order."""
+    if not (out / checkpoint.FILENAME).exists():
+        args = ["--config", "/dev/null", "--out", str(out)] + [x for s in sets for x in ("--set", s)]
+        with contextlib.redirect_stdout(io.StringIO()) as buf:
+            code = search_main(args)
+        if code != 0:
+            raise SystemExit(f"bench/strategies.py: search in {out} failed ({code}):\n{buf.getvalue()}")
+    c = checkpoint.load(out)[0].candidates
+    c = c[np.argsort(c["id"], kind="stable")]
+    return c[(c["repeat"] == 0) & (c["status"] != Status.REJECTED)]["reward"]
+
+
+def known_optimum(sets: list[str]) -> tuple[float, int]:
+    cfg = load(None, sets)
+    shape = dataset_shape(cfg.data)
+    seen: dict[str, float] = {}
+    for b in Space(cfg.space.max_index).blocks():
+        h = canonical_hash(b)
+        if h not in seen:
+            cost = limits.network_cost(b, cfg.network, *shape)
+            seen[h] = reward(simulated_accuracy(b), cost.flops, graph(b).density, cfg.reward)
+    return max(seen.values()), len(seen)
+
+
+def scores(r: np.ndarray, budget: int, target: float) -> tuple[float, float, float]:
+    r = r[:budget]
+    hits = np.nonzero(r >= target)[0]
+    return float(r.max()), float(np.sort(r)[-5:].mean()), float(hits[0] + 1) if len(hits) else np.nan
+
+
+def part(name: str, seeds: list[int], budget: int, root: Path, margin: float) -> None:
+    beam = max(1, (budget - 8) // 3)
+    base = COMMON + PARTS[name]
+    per_it = 8
+    sets = {
+        "random": ["search.strategy=random", f"search.blocks_per_iteration={per_it}",
+                   f"search.schedule={schedule(int(budget * 1.5), per_it)}"],
+        "qlearning": ["search.strategy=qlearning", f"search.blocks_per_iteration={per_it}",
+                      f"search.schedule={schedule(int(budget * 1.5), per_it)}", f"search.replay_samples={per_it}"],
+        "pnas": ["search.strategy=pnas", "pnas.max_size=5", f"pnas.beam={beam}"],
+    }
+    t0 = time.perf_counter()
+    rewards = {(s, seed): run(root / name / f"{s}-b{budget}-s{seed}", base + sets[s] + [f"search.seed={seed}"])
+               for seed in seeds for s in STRATEGIES}
+    seconds = time.perf_counter() - t0
+    if name == "simulated":
+        best, distinct = known_optimum(base)
+        target = best - margin
+        what = f"known optimum {best:.3f} (brute force over {distinct:,} distinct blocks); fixed reward = optimum - {margin}"
+    else:
+        pooled = np.concatenate([r[:budget] for r in rewards.values()])
+        target = float(np.percentile(pooled, 90))
+        what = f"fixed reward = 90th percentile of all {len(pooled)} trained rewards = {target:.3f}"
+    print(f"\n{name}: budget {budget} trainings per run, seeds {seeds}, PNAS beam {beam}; {what}; {seconds:.0f} s")
+    print(f"  {'strategy':<10} {'best':>8} {'top-5':>8} {'trainings to reach':>19} {'reached':>8} "
+          f"{'best/rand':>10} {'top5/rand':>10} {'rand/trainings':>15} {'trained':>8}")
+    table = {}
+    for s in STRATEGIES:
+        per_seed = [scores(rewards[(s, seed)], budget, target) for seed in seeds]
+        b, t5, n = (np.array(x) for x in zip(*per_seed))
+        # a run that never reached the target is counted at budget + 1 (a lower bound on its cost)
+        n_counted = np.where(np.isnan(n), budget + 1, n)
+        table[s] = (b.mean(), t5.mean(), n_counted.mean(), int(np.isfinite(n).sum()),
+                    min(len(rewards[(s, seed)]) for seed in seeds))
+    rb, rt5, rn = table["random"][:3]
+    for s in STRATEGIES:
+        b, t5, n, reached, trained = table[s]
+        print(f"  {s:<10} {b:>8.3f} {t5:>8.3f} {n:>19.1f} {reached:>5}/{len(seeds)} {b / rb:>10.4f} {t5 / rt5:>10.4f} "
+              f"{rn / n:>15.2f} {min(trained, budget):>8}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", choices=sorted(PARTS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--budget", type=int, default=0, help="trainings per run (default: simulated 200, real 32)")
+    p.add_argument("--margin", type=float, default=0.5, help="simulated: the fixed reward is the optimum minus this")
+    p.add_argument("--out", default="runs/bench-strategies", help="where the runs are written (reused if present)")
+    args = p.parse_args()
+    print(f"bench/strategies.py, {time.strftime('%Y-%m-%d')}; runs in {args.out}")
+    for name in ([args.only] if args.only else ["simulated", "real"]):
+        part(name, args.seeds, args.budget or {"simulated": 200, "real": 32}[name], Path(args.out), args.margin)
+
+
+if __name__ == "__main__":
+    main()

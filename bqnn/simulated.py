@@ -1,0 +1,64 @@
+"""The simulated trainer (`trainer.kind = "simulated"`): a deterministic, learnable 'accuracy' and a
+configurable training time, for tests and for benchmarks of the framework at scale. No torch.
+
+Used through `trainer.make_trainer` and by workers; imports only numpy, so hundreds of simulated
+worker ranks fit on one machine.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .config import Config
+from .nsc import NSC, canonical_hash, graph
+from .protocol import Interrupted, Status, TrainResult
+
+# Credit per op (type, kernel) for the simulated accuracy: convolutions help, 3x3 most;
+# pools and identities little; joins (add, concat) help. Chosen so that the best
+# blocks have a few convolutions, a shortcut and a merge, like the paper's.
+_SIM_CREDIT = {(1, 1): 2.0, (1, 3): 4.5, (1, 5): 3.5, (2, 1): -0.5, (2, 3): 0.8, (3, 1): -0.5, (3, 3): 0.5,
+               (4, 0): -0.3, (5, 0): 3.0, (6, 0): 2.0}
+
+
+def simulated_accuracy(nsc: NSC) -> float:
+    """A deterministic 'accuracy' (percent) with structure an agent can learn:
+    saturating in the summed op credits, penalised beyond 10 layers, plus a
+    +-1 point jitter from the block's canonical hash (equal for equal blocks)."""
+    layers = [l for l in nsc if l.type != 7]
+    score = sum(_SIM_CREDIT[(l.type, l.kernel)] for l in layers)
+    acc = 40.0 + 50.0 * (1.0 - math.exp(-max(score, 0.0) / 15.0)) - 1.5 * max(0, len(layers) - 10)
+    acc -= 2.0 * max(0, len(graph(nsc).leaves) - 2)  # many loose ends
+    jitter = int(canonical_hash(nsc)[:6], 16) / 0xFFFFFF * 2.0 - 1.0
+    return float(min(max(acc + jitter, 1.0), 99.0))
+
+
+class SimulatedTrainer:
+    """`trainer.kind = "simulated"`: no data, no torch compute; sleeps a lognormal time
+    (median `sim_seconds`, spread `sim_sigma`, drawn from the candidate's seed) and
+    returns `simulated_accuracy`. Faults are injected as in the real trainer."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.t = cfg.trainer
+
+    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt=None, blocks: int = 0) -> TrainResult:
+        start = time.perf_counter()
+        if self.t.sim_seconds > 0:
+            rng = np.random.default_rng(seed ^ (candidate_id & 0x7FFFFFFF))
+            end = start + self.t.sim_seconds * math.exp(self.t.sim_sigma * rng.standard_normal())
+            while (left := end - time.perf_counter()) > 0:  # sleep in slices so a stop is noticed
+                time.sleep(min(left, 0.05))
+                if interrupt is not None and interrupt():
+                    raise Interrupted()
+        fault = self.t.inject_fault if self.t.inject_every and candidate_id % self.t.inject_every == 0 else "none"
+        if fault == "exception":
+            result = TrainResult(Status.ERROR, message="InjectedFault: injected exception (trainer.inject_fault)")
+        elif fault == "nan":
+            result = TrainResult(Status.NAN, epochs=1, message="loss is nan in epoch 1")
+        elif fault == "oom":
+            result = TrainResult(Status.OOM, message="OutOfMemoryError: CUDA out of memory (injected, trainer.inject_fault)")
+        else:
+            result = TrainResult(Status.OK, accuracy=simulated_accuracy(nsc), epochs=self.t.epochs)
+        result.seconds = time.perf_counter() - start
+        return result
