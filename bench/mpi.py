@@ -122,6 +122,7 @@ def main() -> int:
     p.add_argument("--per-worker", type=int, default=100,
                    help="utilization: tasks per worker (the paper's search: 11,392 / 32 = 356)")
     p.add_argument("--only", choices=["throughput", "utilization"])
+    p.add_argument("--ks", type=int, nargs="+", default=[9, 33, 129], help="utilization: world sizes")
     args = p.parse_args()
     if args.role == "rank":
         return rank_main(args)
@@ -137,7 +138,7 @@ def main() -> int:
         print(f"utilization, lognormal task times (median {args.median} s, sigma 0.5), ~{args.per_worker} tasks per worker:")
         print(f"  {'K':>4} {'batch util':>11} {'async util':>11} {'batch trained/s':>16} {'async trained/s':>16} "
               f"{'async/batch':>12} {'start-up s':>11}")
-        for k in (9, 33, 129):
+        for k in args.ks:
             tasks = args.per_worker * (k - 1)
             r = {m: launch(k, "--mode", "utilization", "--dispatch", m, "--tasks", str(tasks), "--median", str(args.median))
                  for m in ("batch", "async")}

@@ -15,7 +15,7 @@ Per iteration i (batch dispatch, the paper's):
      other block is submitted;
   3. when all results of i are in, the strategy observes every candidate in id
      order (repeats included), then ends the iteration (replay), and the state
-     is checkpointed.
+     is checkpointed (unless the last checkpoint is less than a second old).
 Checkpoints are also written every `checkpoint_interval` seconds while results
 arrive and on SIGTERM/SIGUSR1/SIGINT; the candidates of the current iteration
 that are not finished are stored as in flight and trained again on resume, so
@@ -199,6 +199,12 @@ class History:
         self.index = {int(cid): i for i, cid in enumerate(rows["id"].tolist())}
 
 
+# End-of-iteration checkpoints are skipped when the last one is younger than this (seconds): with
+# sub-second iterations (hundreds of ranks, short tasks) writing each would take a good part of rank 0's
+# time, and any checkpoint resumes exactly. Stops and the end of the search always write one.
+ITERATION_SAVE_GAP = 1.0
+
+
 def _fmt_time(seconds: float) -> str:
     s = int(max(seconds, 0))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
@@ -380,7 +386,8 @@ class Master:
         for i in ids:
             self.tasks.pop(i, None)
         self.iteration += 1
-        self.save()
+        if time.perf_counter() - self.last_save >= min(ITERATION_SAVE_GAP, self.cfg.search.checkpoint_interval):
+            self.save()
         rewards = [self._reward_of(i) for i in ids] or [float("nan")]
         now = time.perf_counter()
         self._progress(it, self.strategy.epsilon(it), rewards, now - self.t_iteration)

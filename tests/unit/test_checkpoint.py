@@ -27,7 +27,7 @@ def _snapshot(d):
 @pytest.fixture
 def finished(tmp_path):
     out = tmp_path / "run"
-    r = run_module("bqnn.search", "--out", str(out), *SIM)
+    r = run_module("bqnn.search", "--out", str(out), *SIM, "--set", "search.checkpoint_interval=0")  # every iteration
     assert r.returncode == 0, r.stderr
     assert (out / "search.h5.bak").exists() and not (out / "search.h5.part").exists()
     return out
@@ -84,7 +84,8 @@ def test_a_schema_1_file_is_upgraded_and_resumes(finished, tmp_path):
 
 def test_truncated_checkpoint_resumes_from_backup(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "bqnn.search", "--out", str(out), *SIM, "--set", "trainer.sim_seconds=0.1"]
+    cmd = [sys.executable, "-m", "bqnn.search", "--out", str(out), *SIM, "--set", "trainer.sim_seconds=0.1",
+           "--set", "search.checkpoint_interval=0"]  # a checkpoint at every iteration, however short
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert wait_for(lambda: (out / "search.h5.bak").exists(), 60)  # at least two checkpoints written
     p.send_signal(signal.SIGTERM)
@@ -141,3 +142,15 @@ def test_save_keeps_the_previous_file_as_backup(tmp_path, finished):
     assert (finished / "search.h5.bak").read_bytes() == old
     assert checkpoint.read(finished / "search.h5").iteration == 2
     assert not list(finished.glob("*.part")) and not list(finished.glob("*.tmp"))
+
+
+def test_subsecond_iterations_are_not_each_checkpointed(tmp_path):
+    """With iterations far shorter than a second, end-of-iteration writes are skipped (the final one is not)."""
+    from bqnn.master import ITERATION_SAVE_GAP
+
+    out = tmp_path / "fast"
+    r = run_module("bqnn.search", "--out", str(out), *SIM, "--set", "search.schedule=[[1.0, 10]]")
+    assert r.returncode == 0, r.stderr
+    assert ITERATION_SAVE_GAP == 1.0 and r.stdout.count("iter ") == 10
+    assert checkpoint.read(out / "search.h5").iteration == 10
+    assert not (out / "search.h5.bak").exists()  # one write in all: the search took well under a second
