@@ -50,6 +50,12 @@ def fit(nsc: NSC, network: NetworkConfig, limits: LimitsConfig, in_channels: int
     return Fit(0, cost)
 
 
+def rejection(limits: LimitsConfig, network: NetworkConfig) -> str:
+    """The message recorded for a block that fits at no N."""
+    n = 1 if limits.adaptive_blocks else network.blocks_per_stage
+    return f"over the limits ({describe(limits)}) at N = {n}"
+
+
 def describe(limits: LimitsConfig) -> str:
     parts = ([f"params <= {limits.params:,}"] if limits.params else []) + \
             ([f"FLOPs <= {limits.flops:,}"] if limits.flops else [])

@@ -342,17 +342,14 @@ class Master:
 
     def _dispatch(self, task: Task, asynchronous: bool) -> None:
         self.tasks[task.id] = task
-        if not task.blocks and task.hash not in self.cache:  # over the limits even at N = 1: never trained
-            self.cache[task.hash] = task.id
-            self._finish(task, self._record(task, int(Status.REJECTED), 0.0, 0.0, 0, 0, -1,
-                                            f"over the limits ({limits.describe(self.cfg.limits)}) at N = "
-                                            f"{1 if self.cfg.limits.adaptive_blocks else self.cfg.network.blocks_per_stage}",
-                                            False),
-                         asynchronous)
-        elif task.hash in self.cache:  # trained before: answered from the reward cache
+        if task.hash in self.cache:  # trained before: answered from the reward cache
             self._finish(task, self._repeat_of(task, self.cache[task.hash]), asynchronous)
         elif task.hash in self.running:  # being trained right now: wait for that result
             self.waiting.setdefault(task.hash, []).append(task)
+        elif not task.blocks:  # over the limits even at N = 1: recorded and cached like a failure, never trained
+            self.cache[task.hash] = task.id
+            self._finish(task, self._record(task, int(Status.REJECTED), 0.0, 0.0, 0, 0, -1,
+                                            limits.rejection(self.cfg.limits, self.cfg.network), False), asynchronous)
         else:
             self.running.add(task.hash)
             self.executor.submit(task)
@@ -397,25 +394,27 @@ class Master:
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t_start
 
-    def _counts(self) -> tuple[int, int, int]:
-        rows = self.records.rows[: len(self.records)]
+    def _counts(self) -> tuple[int, int, int, int]:
+        rows = self.records.array()
         repeats = int(rows["repeat"].sum())
-        failed = int(((rows["repeat"] == 0) & (rows["status"] != Status.OK)).sum())
-        return len(rows), repeats, failed
+        first = rows[rows["repeat"] == 0]
+        rejected = int((first["status"] == Status.REJECTED).sum())
+        failed = int((first["status"] != Status.OK).sum()) - rejected
+        return len(rows), repeats, failed, rejected
 
     def _progress(self, it: int, eps: float, rewards: list[float], seconds: float) -> None:
-        done, repeats, failed = self._counts()
+        done, repeats, failed, rejected = self._counts()
         elapsed = self.elapsed()
         eta = elapsed / self.iteration * (self.total - self.iteration) if self.iteration else 0.0
         width = len(str(self.total))
         self.log(f"iter {it + 1:>{width}}/{self.total}  eps {eps:.2f}  reward mean {np.mean(rewards):7.2f} "
                  f"best {np.max(rewards):7.2f}  | candidates {done}/{self.strategy.planned_candidates(self.n)} "
-                 f"repeats {repeats} failed {failed}  | {seconds:6.1f}s  elapsed {_fmt_time(elapsed)}  "
+                 f"repeats {repeats} failed {failed}{f' rejected {rejected}' if rejected else ''}  | {seconds:6.1f}s  elapsed {_fmt_time(elapsed)}  "
                  f"ETA {_fmt_time(eta)}" + (f"  | {note}" if (note := self.strategy.note(it)) else ""))
         sys.stdout.flush()
 
     def _final_summary(self) -> None:
-        rows = self.records.rows[: len(self.records)]
+        rows = self.records.array()
         if not len(rows):
             return
         best = rows[int(np.argmax(rows["reward"]))]

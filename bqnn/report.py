@@ -195,15 +195,11 @@ def _curves(state: checkpoint.SearchState) -> dict[str, np.ndarray]:
 def training_curves(state: checkpoint.SearchState) -> tuple[np.ndarray, np.ndarray]:
     """Best reward and mean of the 5 best after each network trained (id order; repeats and blocks
     rejected over the limits cost no training and are left out)."""
+    from .plots import running_top
+
     c = state.candidates[np.argsort(state.candidates["id"], kind="stable")]
-    r = c[(c["repeat"] == 0) & (c["status"] != Status.REJECTED)]["reward"]
-    top1 = np.maximum.accumulate(r) if len(r) else r
-    top5 = np.empty(len(r))
-    best: list[float] = []
-    for i, x in enumerate(r.tolist()):
-        best = sorted(best + [x], reverse=True)[:5]
-        top5[i] = np.mean(best)
-    return top1, top5
+    each = [[x] for x in c[(c["repeat"] == 0) & (c["status"] != Status.REJECTED)]["reward"].tolist()]
+    return running_top(each, 1), running_top(each, 5)
 
 
 def write_summary(path: Path, s: dict) -> Path:

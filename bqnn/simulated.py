@@ -34,6 +34,26 @@ def simulated_accuracy(nsc: NSC) -> float:
     return float(min(max(acc + jitter, 1.0), 99.0))
 
 
+def known_optimum(cfg: Config) -> tuple[float, set[str], int]:
+    """The best reward the simulated trainer can give in `cfg`'s space, by brute force over every block
+    (space.Space.blocks: only for small spaces, e.g. max_index 5 or 6): (reward, hashes of the blocks
+    that earn it, distinct blocks). Used by tests and bench/strategies.py as a known optimum."""
+    from .data import dataset_shape
+    from .network import network_cost  # torch: only here, not for workers
+    from .reward import reward
+    from .space import Space
+
+    shape = dataset_shape(cfg.data)
+    rewards: dict[str, float] = {}
+    for b in Space(cfg.space.max_index, cfg.space.start_identity).blocks():
+        h = canonical_hash(b)
+        if h not in rewards:
+            cost = network_cost(b, cfg.network, *shape)
+            rewards[h] = reward(simulated_accuracy(b), cost.flops, graph(b).density, cfg.reward)
+    top = max(rewards.values())
+    return top, {h for h, r in rewards.items() if r == top}, len(rewards)
+
+
 class SimulatedTrainer:
     """`trainer.kind = "simulated"`: no data, no torch compute; sleeps a lognormal time
     (median `sim_seconds`, spread `sim_sigma`, drawn from the candidate's seed) and

@@ -63,21 +63,21 @@ class PNASStrategy(Strategy):
         return self.n_first + (self.rounds - 1) * self.cfg.beam
 
     # ------------------------------------------------------------ proposals
-    def _smallest(self) -> list[NSC]:
+    def _smallest(self) -> dict[str, NSC]:
         prefix: tuple[Layer, ...] = (Layer(1, 4, 0, 0, 0),) if self.space.start_identity else ()
         s = self.first_size
         return self._unique([prefix + (layer, terminal(s + 1)) for layer in self.space.layers_at(s)])
 
-    def _unique(self, blocks: list[NSC]) -> list[NSC]:
-        out, seen = [], set()
+    def _unique(self, blocks: list[NSC]) -> dict[str, NSC]:
+        """hash -> block, first writing of each block not trained before, in the given order."""
+        out: dict[str, NSC] = {}
         for b in blocks:
             h = canonical_hash(b)
-            if h not in seen and h not in self.trained:
-                seen.add(h)
-                out.append(b)
+            if h not in out and h not in self.trained:
+                out[h] = b
         return out
 
-    def _expansions(self) -> list[NSC]:
+    def _expansions(self) -> dict[str, NSC]:
         out = []
         for b in self.beam:
             rows = b[:-1]  # without the terminal
@@ -86,20 +86,17 @@ class PNASStrategy(Strategy):
         return self._unique(out)
 
     def propose(self, iteration: int, n: int) -> list[NSC]:
-        if iteration == 0:
-            blocks, scores = self._smallest(), []
+        cands = self._smallest() if iteration == 0 else self._expansions()
+        if iteration == 0 or not cands:
+            chosen, scores = list(cands), []
         else:
-            cands = self._expansions()
-            if not cands:
-                blocks, scores = [], []
-            else:
-                pred = self.predictor.predict(np.stack([features(b) for b in cands]))
-                hashes = [canonical_hash(b) for b in cands]
-                order = sorted(range(len(cands)), key=lambda i: (-pred[i], hashes[i]))[: self.cfg.beam]
-                blocks, scores = [cands[i] for i in order], [float(pred[i]) for i in order]
-        self.proposed, self.predicted, self.observed = blocks, scores, {}
-        self.trained.update(canonical_hash(b) for b in blocks)
-        return list(blocks)
+            hashes = list(cands)
+            pred = self.predictor.predict(np.stack([features(cands[h]) for h in hashes]))
+            order = sorted(range(len(hashes)), key=lambda i: (-pred[i], hashes[i]))[: self.cfg.beam]
+            chosen, scores = [hashes[i] for i in order], [float(pred[i]) for i in order]
+        self.proposed, self.predicted, self.observed = [cands[h] for h in chosen], scores, {}
+        self.trained.update(chosen)
+        return list(self.proposed)
 
     # ----------------------------------------------------------- results
     def observe(self, nsc: NSC, reward: float) -> None:

@@ -10,10 +10,11 @@ import pytest
 from bqnn import checkpoint, limits
 from bqnn.config import ConfigError, load
 from bqnn.data import dataset_shape
-from bqnn.nsc import RESIDUAL_LIKE, canonical_hash, graph, parse
+from bqnn.nsc import RESIDUAL_LIKE, canonical_hash, parse
 from bqnn.protocol import Status
 from bqnn.reward import reward
 from bqnn.search import main
+from bqnn import simulated
 from bqnn.simulated import simulated_accuracy
 from bqnn.space import Space
 from bqnn.stats import spearman
@@ -135,16 +136,9 @@ SMALL = [*SIM, "space.max_index=5"]
 
 def known_optimum(max_index: int = 5) -> tuple[float, set[str]]:
     """Brute force over every block of the space: the best simulated reward and the blocks that earn it."""
-    cfg = load(None, [*SIM, f"space.max_index={max_index}"])
-    shape = dataset_shape(cfg.data)
-    best: dict[str, float] = {}
-    for b in Space(max_index).blocks():
-        h = canonical_hash(b)
-        if h not in best:
-            cost = limits.network_cost(b, cfg.network, *shape)
-            best[h] = reward(simulated_accuracy(b), cost.flops, graph(b).density, cfg.reward)
-    top = max(best.values())
-    return top, {h for h, r in best.items() if r == top}
+    top, where, distinct = simulated.known_optimum(load(None, [*SIM, f"space.max_index={max_index}"]))
+    assert distinct == 2356 if max_index == 5 else distinct > 0
+    return top, where
 
 
 def trainings_to_reach(c: np.ndarray, target: float) -> int | None:
