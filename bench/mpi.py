@@ -17,6 +17,10 @@ utilization (simulated tasks with lognormal times, median --median s, sigma 0.5;
   training + time waiting for a task), from the first task to the end (the job's start-up, imports
   and the master's set-up, is printed apart), and the async / batch throughput ratio. Each worker
   gets about --per-worker tasks.
+  The idle time per task is split into waiting for a task (ready -> task sent: rank 0 busy or out of
+  work) and in transit (task sent -> result read, less the training: naps, messages, rank 0 busy);
+  the drain at the end (no work left) and the first wave are in neither. rank 0 CPU = its CPU time /
+  wall time. BQNN_PROFILE=FILE writes rank 0's cProfile of the search loop to FILE.
 Each measurement is one mpiexec run; rank 0 prints one JSON line, the driver prints the table.
 """
 from __future__ import annotations
@@ -88,16 +92,24 @@ def rank_main(args: argparse.Namespace) -> int:
     out = tempfile.mkdtemp(prefix="bqnn-bench-")
     ex = MPIExecutor(comm, cfg, stop)
     master = Master(cfg, out, ex, stop, log=lambda s: None)
-    t0 = time.perf_counter()
-    master.run()
-    seconds = time.perf_counter() - t0
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    if os.environ.get("BQNN_PROFILE"):  # rank 0's profile, for finding what limits it
+        import cProfile
+
+        cProfile.runctx("master.run()", globals(), locals(), os.environ["BQNN_PROFILE"])
+    else:
+        master.run()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     _, busy, idle = ex.utilization()
     ex.shutdown(0)
     n = len(master.records)
     trained = int((master.records.rows[:n]["repeat"] == 0).sum())
     print(json.dumps({"mode": args.mode, "dispatch": args.dispatch, "k": k, "candidates": n, "trained": trained,
                       "seconds": seconds, "candidates_per_s": n / seconds, "trained_per_s": trained / seconds,
-                      "utilization": float(busy.sum() / (busy.sum() + idle.sum())), "startup": ex.startup}))
+                      "utilization": float(busy.sum() / (busy.sum() + idle.sum())), "startup": ex.startup,
+                      "rank0_cpu": cpu / seconds,
+                      "idle_waiting_ms": 1e3 * ex.waiting_for_task / max(trained, 1),
+                      "idle_in_transit_ms": 1e3 * ex.in_transit / max(trained, 1)}))
     return 0
 
 
@@ -137,14 +149,15 @@ def main() -> int:
     if args.only in (None, "utilization"):
         print(f"utilization, lognormal task times (median {args.median} s, sigma 0.5), ~{args.per_worker} tasks per worker:")
         print(f"  {'K':>4} {'batch util':>11} {'async util':>11} {'batch trained/s':>16} {'async trained/s':>16} "
-              f"{'async/batch':>12} {'start-up s':>11}")
+              f"{'async/batch':>12} {'start-up s':>11} {'async idle/task ms: wait+transit':>33} {'rank 0 CPU':>11}")
         for k in args.ks:
             tasks = args.per_worker * (k - 1)
             r = {m: launch(k, "--mode", "utilization", "--dispatch", m, "--tasks", str(tasks), "--median", str(args.median))
                  for m in ("batch", "async")}
             b, a = r["batch"], r["async"]
             print(f"  {k:>4} {100 * b['utilization']:>10.1f}% {100 * a['utilization']:>10.1f}% {b['trained_per_s']:>16.1f} "
-                  f"{a['trained_per_s']:>16.1f} {a['trained_per_s'] / b['trained_per_s']:>11.2f}x {a['startup']:>11.1f}")
+                  f"{a['trained_per_s']:>16.1f} {a['trained_per_s'] / b['trained_per_s']:>11.2f}x {a['startup']:>11.1f} "
+                  f"{a['idle_waiting_ms']:>23.1f} + {a['idle_in_transit_ms']:<7.1f} {100 * a['rank0_cpu']:>10.0f}%")
     return 0
 
 

@@ -312,7 +312,10 @@ class Master:
             if self.stop.signum is not None:
                 raise Preempted(self.stop.signum)
             self._propose(asynchronous)
-            for done in self.executor.wait(timeout=1.0):
+            finished = self.executor.wait(timeout=1.0)
+            if asynchronous and finished:  # feed the workers that just finished before the Q-updates:
+                self._propose(asynchronous)  # they would otherwise wait for them (docs/choices.md)
+            for done in finished:
                 self._on_result(done, asynchronous)
             while self.iteration < self.total and self._iteration_complete(self.iteration):
                 self._complete_iteration(self.iteration, asynchronous)

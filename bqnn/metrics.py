@@ -18,6 +18,7 @@ Params are trainable parameters (BN running statistics are buffers).
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from .nsc import NSC, BlockGraph, Op, graph
@@ -60,22 +61,24 @@ def plan_block(nsc: NSC, in_channels: int, width: int, g: BlockGraph | None = No
     g = g or graph(nsc)
     ch = [in_channels]
     nodes: list[NodePlan] = []
+    gpreds = g.preds
     for layer in nsc:
         op = layer.type
         if op == _TERM:
             break
-        preds = g.preds[layer.index]
-        cin = tuple(ch[p] for p in preds)
+        preds = gpreds[layer.index]
         project: tuple[int, ...] = ()
-        if op == _CONV:
-            out = width
-        elif op == _ADD:
-            out = max(cin)
-            project = tuple(i for i, c in enumerate(cin) if c != out)
-        elif op == _CAT:
-            out = sum(cin)
-        else:  # pools, identity
-            out = cin[0]
+        if len(preds) == 1:
+            cin: tuple[int, ...] = (ch[preds[0]],)
+            out = width if op == _CONV else cin[0]  # pools and identity keep their input's width
+        else:
+            a, b = ch[preds[0]], ch[preds[1]]
+            cin = (a, b)
+            if op == _ADD:
+                out = a if a >= b else b
+                project = (() if a == out else (0,)) + (() if b == out else (1,))
+            else:  # concat
+                out = a + b
         ch.append(out)
         nodes.append(NodePlan(layer.index, op, layer.kernel, preds, cin, out, project))
     concat = sum(ch[leaf] for leaf in g.leaves)
@@ -112,18 +115,22 @@ def pcc_cost(cin: int, cout: int, k: int, hw: int) -> Cost:
     return relu_cost(cin, hw) + conv_cost(cin, cout, k, hw) + bn_cost(cout, hw)
 
 
-def _node_cost(node: NodePlan, hw: int) -> Cost:
-    c, op = node.out_channels, node.op
+@functools.lru_cache(maxsize=1 << 14)
+def _op_cost(op: int, kernel: int, in_channels: tuple[int, ...], out_channels: int, project: tuple[int, ...],
+             hw: int) -> Cost:
+    """Cost of one node; memoized: the same (op, kernel, widths, map size) recurs in most blocks a
+    search costs (rank 0 costs every new block, at every stage shape of its network)."""
+    c = out_channels
     if op == _CONV:
-        return pcc_cost(node.in_channels[0], c, node.kernel, hw)
+        return pcc_cost(in_channels[0], c, kernel, hw)
     if op == _MAX:
-        return Cost(0, (node.kernel * node.kernel - 1) * c * hw)
+        return Cost(0, (kernel * kernel - 1) * c * hw)
     if op == _AVG:
-        return Cost(0, node.kernel * node.kernel * c * hw)
+        return Cost(0, kernel * kernel * c * hw)
     if op == _ADD:
         cost = Cost(0, c * hw)
-        for i in node.project:
-            cost = cost + conv_cost(node.in_channels[i], c, 1, hw) + bn_cost(c, hw)
+        for i in project:
+            cost = cost + conv_cost(in_channels[i], c, 1, hw) + bn_cost(c, hw)
         return cost
     if op in (_ID, _CAT):
         return Cost()
@@ -134,7 +141,7 @@ def block_cost(plan: BlockPlan, hw: int) -> Cost:
     """Cost of one block on a map of hw = H*W pixels."""
     params = flops = 0
     for node in plan.nodes:
-        p, f = _node_cost(node, hw)
+        p, f = _op_cost(node.op, node.kernel, node.in_channels, node.out_channels, node.project, hw)
         params += p
         flops += f
     if plan.reduce:

@@ -8,6 +8,7 @@ initialised) only when the launcher left its marks in the environment
 from __future__ import annotations
 
 import os
+import time
 
 _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "HYDI_CONTROL_FD")
 
@@ -52,3 +53,19 @@ def worker_slot(comm) -> tuple[int, int]:
     workers = sorted(r for r in ranks if r != 0)
     me = comm.Get_rank()
     return (workers.index(me) if me in workers else -1), max(len(workers), 1)
+
+
+def quiet_bcast(comm, obj, root: int = 0):
+    """`comm.bcast(obj, root)`, but the other ranks wait for the root with naps (a non-blocking barrier
+    tested every few milliseconds) instead of in the broadcast, where MPICH spins a core each: while
+    rank 0 starts up (imports, reading a checkpoint), 128 spinning ranks on a node would take the CPU it
+    needs. Every rank must call it at the same point."""
+    req = comm.Ibarrier()
+    if comm.Get_rank() == root:
+        req.Wait()
+    else:
+        nap = 1e-3
+        while not req.Test():
+            time.sleep(nap)
+            nap = min(2 * nap, 0.05)
+    return comm.bcast(obj, root=root)

@@ -5,7 +5,8 @@ Used by search.py when the world size is above 1:
     mpiexec -n 5 python -m bqnn.search --config JOB --out DIR     # rank 0 + 4 workers
 
 Start-up (collective, in this order on every rank): rank 0 broadcasts the
-resolved config as JSON (or None: workers exit 2), then all ranks take part in
+resolved config as JSON (or None: workers exit 2; workers wait for it with naps,
+`mpi.quiet_bcast`), then all ranks take part in
 the node layout (`mpi.worker_slot`). Then workers pull: READY once, a RESULT
 after each task; rank 0 answers with a TASK or, at the end, STOP carrying the
 exit code; workers reply BYE and exit with it. A worker that cannot start
@@ -32,16 +33,17 @@ from mpi4py import MPI
 
 from .config import Config, to_json
 from .master import Done, StopFlag, Task, WorkerStartupError
-from .mpi import worker_slot
+from .mpi import quiet_bcast, worker_slot
 from .nsc import to_array
-from .protocol import FIRST_NAP, MASTER_WINDOW, RESULT_DTYPE, Status, Tag, TrainResult, next_nap, task_dtype
+from .protocol import (FIRST_NAP, MASTER_WINDOW, RESULT_DTYPE, Status, Tag, TrainResult, next_nap, precise_naps,
+                       task_dtype)
 
 EMPTY = bytearray(0)
 
 
 def abort_workers(comm) -> None:
     """Rank 0 could not start the search: tell the workers (waiting in the config broadcast) to exit."""
-    comm.bcast(None, root=0)
+    quiet_bcast(comm, None)
 
 
 class MPIExecutor:
@@ -50,7 +52,8 @@ class MPIExecutor:
         self.world_size = comm.Get_size()
         self.stop = stop
         self.max_index = cfg.space.max_index
-        comm.bcast(to_json(cfg), root=0)
+        precise_naps()
+        quiet_bcast(comm, to_json(cfg))
         worker_slot(comm)  # collective with the workers' call
         self.queue: deque[Task] = deque()
         self.ready: deque[int] = deque()  # ranks waiting for a task, most recently ready last
@@ -62,6 +65,8 @@ class MPIExecutor:
         self.busy = {r: 0.0 for r in self.live}
         self.idle = {r: 0.0 for r in self.live}
         self.since: dict[int, float] = {}  # rank -> when it became ready or was sent its task
+        self.waiting_for_task = 0.0  # idle split: ready -> task sent (rank 0 had no task or was busy) ...
+        self.in_transit = 0.0  # ... and task sent -> result received, less the training (messages, naps)
         self.task_buf = np.zeros(1, task_dtype(self.max_index))
         self.result_buf = np.zeros(1, RESULT_DTYPE)
         self.signal_buf = np.zeros(1, np.int32)
@@ -82,7 +87,9 @@ class MPIExecutor:
         self._dispatch()
 
     def idle_slots(self) -> int:
-        return len(self.ready) - len(self.queue)
+        """Workers with no task, counting those still starting (loading data, initialising CUDA): rank 0
+        proposes their first blocks while they start, and each gets its task the moment it is READY."""
+        return len(self.live) - len(self.pending) - len(self.queue)
 
     def _dispatch(self) -> None:
         while self.queue and self.ready:
@@ -95,6 +102,7 @@ class MPIExecutor:
             self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=rank, tag=Tag.TASK)
             now = time.perf_counter()
             self.idle[rank] += now - self.since.get(rank, now)
+            self.waiting_for_task += now - self.since.get(rank, now)
             self.since[rank] = now
             self.pending[rank] = task
 
@@ -135,7 +143,9 @@ class MPIExecutor:
                 return None
             task = self.pending.pop(src)
             self.busy[src] += float(rec["seconds"])  # time the worker spent training, as it measured it
-            self.idle[src] += max(0.0, now - self.since.get(src, now) - float(rec["seconds"]))  # messages, queueing
+            transit = max(0.0, now - self.since.get(src, now) - float(rec["seconds"]))  # messages, naps, queueing
+            self.idle[src] += transit
+            self.in_transit += transit
             self._ready(src, now)
             result = TrainResult(Status(int(rec["status"])), float(rec["accuracy"]), float(rec["seconds"]),
                                  int(rec["epochs"]), int(rec["restarts"]), message)

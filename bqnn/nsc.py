@@ -27,7 +27,9 @@ renumbered, inputs of add/concat swapped). This module imports no torch.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 import re
 from dataclasses import dataclass
 from enum import IntEnum
@@ -93,15 +95,30 @@ def terminal(index: int) -> Layer:
     return Layer(index, int(Op.TERMINAL), 0, 0, 0)
 
 
+class _Where:
+    """'row I (I,T,K,P1,P2)' for an error message, formatted only if one is raised."""
+
+    __slots__ = ("layer",)
+
+    def __init__(self, layer: Layer) -> None:
+        self.layer = layer
+
+    def __str__(self) -> str:
+        return f"row {self.layer.index} {self.layer}"
+
+
+_SPECS: dict[int, OpSpec] = {int(op): spec for op, spec in OPS.items()}
+
+
 def check_layer(layer: Layer, max_index: int = MAX_INDEX) -> None:
     """Raise NSCError if `layer` breaks a rule of Table 1 at its own index."""
     index, typ, kernel, p1, p2 = layer
-    where = f"row {index} {layer}"
+    where = _Where(layer)  # formatted only when a message is
     if not 1 <= index <= max_index:
         raise NSCError(f"{where}: index must be in 1..{max_index}")
-    if typ not in OPS.keys():
+    spec = _SPECS.get(typ)
+    if spec is None:
         raise NSCError(f"{where}: type {typ} is not one of 1..7 (Table 1)")
-    spec = OPS[Op(typ)]
     if kernel not in spec.kernels:
         allowed = ", ".join(map(str, spec.kernels))
         raise NSCError(f"{where}: kernel {kernel} is not allowed for {spec.name} (allowed: {allowed})")
@@ -132,10 +149,11 @@ def validate(rows: Iterable[Sequence[int]], max_index: int = MAX_INDEX) -> NSC:
     """Return the rows as an NSC, or raise NSCError naming the row and the rule broken."""
     layers: list[Layer] = []
     for i, row in enumerate(rows, start=1):
-        values = tuple(row)
-        if len(values) != 5 or not all(isinstance(v, (int, np.integer)) for v in values):
-            raise NSCError(f"row {i} {values}: an NSC row is 5 integers (index, type, kernel, pred1, pred2)")
-        layer = Layer(*(int(v) for v in values))
+        try:  # operator.index: ints and numpy integers, nothing else (floats and text raise TypeError)
+            layer = Layer._make(map(operator.index, row))
+        except TypeError:
+            raise NSCError(f"row {i} {tuple(row)}: an NSC row is 5 integers "
+                           "(index, type, kernel, pred1, pred2)") from None
         if layer.index != i:
             raise NSCError(f"row {i} {layer}: index must be {i} (rows are numbered 1, 2, 3, ... in order)")
         if layers and layers[-1].type == Op.TERMINAL:
@@ -199,10 +217,9 @@ def from_array(arr: np.ndarray, max_index: int | None = None) -> NSC:
     if a.ndim != 2 or a.shape[1] != 5:
         raise NSCError(f"NSC array must have shape (rows, 5), got {a.shape}")
     limit = a.shape[0] if max_index is None else max_index
-    n = 0
-    while n < a.shape[0] and a[n].any():
-        n += 1
-    if a[n:].any():
+    nonzero = a.any(axis=1)
+    n = int(nonzero.argmin()) if not nonzero.all() else a.shape[0]  # the first all-zero row
+    if nonzero[n:].any():
         raise NSCError(f"row {n + 1}: a zero row ends the code, but non-zero rows follow it")
     return validate(a[:n].tolist(), limit)
 
@@ -235,13 +252,22 @@ class BlockGraph:
         return self.edges / self.nodes
 
 
+# Pure functions of a code that rank 0 and the workers call several times per candidate (hash, costs,
+# density, the simulated accuracy): memoized per code. A code is a tuple of NamedTuples, so hashable;
+# the results are immutable.
+_MEMO = 1 << 15
+_BINARY = frozenset(int(op) for op, spec in OPS.items() if spec.arity == 2)
+_TERMINAL = int(Op.TERMINAL)
+
+
+@functools.lru_cache(maxsize=_MEMO)
 def graph(nsc: NSC) -> BlockGraph:
-    layers = [layer for layer in nsc if layer.type != Op.TERMINAL]
+    layers = [layer for layer in nsc if layer.type != _TERMINAL]
     n = len(layers)
     preds: list[tuple[int, ...]] = [()]
     has_succ = [False] * (n + 1)
     for layer in layers:
-        ps = (layer.pred1, layer.pred2) if OPS[Op(layer.type)].arity == 2 else (layer.pred1,)
+        ps = (layer.pred1, layer.pred2) if layer.type in _BINARY else (layer.pred1,)
         preds.append(ps)
         for p in ps:
             has_succ[p] = True
@@ -275,17 +301,25 @@ def _canonical_form(labels: list[int], preds: Sequence[Sequence[int]]) -> tuple:
         rank = {s: i for i, s in enumerate(sorted(set(sigs)))}
         return [rank[s] for s in sigs]
 
+    nodes = range(n)
+    pred_lists = [list(ps) for ps in preds]
+
     def refine(colors: list[int]) -> list[int]:
         count = len(set(colors))
         while True:
-            new = relabel([
-                (colors[v], tuple(sorted(colors[p] for p in preds[v])), tuple(sorted(colors[s] for s in succs[v])))
-                for v in range(n)
-            ])
-            new_count = len(set(new))
-            if new_count == count:
-                return new
-            colors, count = new, new_count
+            sigs = []
+            for v in nodes:
+                ps = [colors[p] for p in pred_lists[v]]
+                ss = [colors[s] for s in succs[v]]
+                if len(ps) > 1:
+                    ps.sort()
+                if len(ss) > 1:
+                    ss.sort()
+                sigs.append((colors[v], tuple(ps), tuple(ss)))
+            rank = {s: i for i, s in enumerate(sorted(set(sigs)))}
+            if len(rank) == count:
+                return [rank[s] for s in sigs]
+            colors, count = [rank[s] for s in sigs], len(rank)
 
     def encode(colors: list[int]) -> tuple:
         order = sorted(range(n), key=colors.__getitem__)
@@ -350,6 +384,7 @@ def _canonical_form(labels: list[int], preds: Sequence[Sequence[int]]) -> tuple:
     return best[0][0]
 
 
+@functools.lru_cache(maxsize=_MEMO)
 def canonical_hash(nsc: NSC) -> str:
     """16 hex digits, equal for codes that describe isomorphic blocks."""
     g = graph(nsc)

@@ -15,6 +15,8 @@ from .config import Config
 from .nsc import NSC, canonical_hash, graph
 from .protocol import Interrupted, Status, TrainResult
 
+SLICE = 0.2  # seconds a simulated training sleeps between looks for a stop (a real one looks every batch)
+
 # Credit per op (type, kernel) for the simulated accuracy: convolutions help, 3x3 most;
 # pools and identities little; joins (add, concat) help. Chosen so that the best
 # blocks have a few convolutions, a shortcut and a merge, like the paper's.
@@ -68,7 +70,7 @@ class SimulatedTrainer:
             rng = np.random.default_rng(seed ^ (candidate_id & 0x7FFFFFFF))
             end = start + self.t.sim_seconds * math.exp(self.t.sim_sigma * rng.standard_normal())
             while (left := end - time.perf_counter()) > 0:  # sleep in slices so a stop is noticed
-                time.sleep(min(left, 0.05))
+                time.sleep(min(left, SLICE))
                 if interrupt is not None and interrupt():
                     raise Interrupted()
         fault = self.t.inject_fault if self.t.inject_every and candidate_id % self.t.inject_every == 0 else "none"

@@ -16,7 +16,8 @@ Speed (none of it changes what is searched): the data sit on the device and a ba
 index_select there; losses and correct counts accumulate on the device and are read once per
 epoch; evaluation uses large batches; bf16 autocast (`trainer.amp`) and channels-last tensors
 (`trainer.channels_last`) are on by default on GPUs and on CPUs with native bf16, and cuDNN
-autotuning (`trainer.cudnn_benchmark`) on GPUs. No per-candidate compilation: every candidate is a new graph, so torch.compile's
+autotuning (`trainer.cudnn_benchmark`) on GPUs; Adam's update is one fused kernel (`trainer.fused_adam`)
+instead of a loop over ~60 parameter tensors (3-5 % of a small candidate's step on a CPU). No per-candidate compilation: every candidate is a new graph, so torch.compile's
 start-up would be paid 11,392 times.
 
 Failures are results: an exception, a NaN/inf loss or running out of memory
@@ -101,6 +102,7 @@ class EarlyStopTrainer:
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
         self.amp_dtype, self.channels_last = speed_options(self.t, device)
+        self.fused_adam = self.t.fused_adam and device.type in ("cpu", "cuda")
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = self.t.cudnn_benchmark
         self.splits = splits if splits is not None else load_splits(cfg.data, device)
@@ -139,7 +141,8 @@ class EarlyStopTrainer:
             if self.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             lr = t.lr * t.restart_lr_factor ** restarts
-            opt = torch.optim.Adam(model.parameters(), lr=lr, betas=t.betas, eps=t.adam_eps)
+            opt = torch.optim.Adam(model.parameters(), lr=lr, betas=t.betas, eps=t.adam_eps,
+                                   fused=self.fused_adam or None)
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_step, gamma=t.lr_decay)
             restart = False
             for epoch in range(t.epochs):
@@ -181,7 +184,7 @@ class EarlyStopTrainer:
             loss_sum += loss.detach()
         return float(loss_sum)  # the one host sync of the epoch
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self, model: torch.nn.Module) -> float:
         """Validation accuracy in percent."""
         s = self.splits

@@ -26,10 +26,10 @@ import numpy as np
 from mpi4py import MPI
 
 from .config import from_json
-from .mpi import worker_slot
+from .mpi import quiet_bcast, worker_slot
 from .nsc import from_array
 from .protocol import (EXIT_CODES, FIRST_NAP, RESULT_DTYPE, WORKER_WINDOW, Interrupted, Status, Tag, TrainResult,
-                       clip_text, next_nap, task_dtype)
+                       clip_text, next_nap, precise_naps, task_dtype)
 
 EMPTY = bytearray(0)
 
@@ -60,7 +60,7 @@ class _Worker:
         self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.RESULT)
 
     def wait_message(self) -> MPI.Status:
-        """Probe and sleep (protocol.next_nap): short naps for 10 ms after a result, when the next task
+        """Probe and sleep (protocol.next_nap): short naps for 2 ms after a result, when the next task
         is likely on its way, then up to 10 ms: an idle worker wakes ~100 times a second."""
         status = MPI.Status()
         nap, start = FIRST_NAP, time.perf_counter()
@@ -71,12 +71,13 @@ class _Worker:
 
 
 def run_worker(comm) -> int:
-    cfg_json = comm.bcast(None, root=0)
+    cfg_json = quiet_bcast(comm, None)
     if cfg_json is None:  # rank 0 could not start the search and has said why
         return 2
     cfg = from_json(cfg_json)
     index, per_node = worker_slot(comm)
     w = _Worker(comm)
+    precise_naps()
     for s in EXIT_CODES:
         signal.signal(s, w.on_signal)
     trainer = None

@@ -205,3 +205,27 @@ def test_hash_is_fast_on_symmetric_blocks():
     chains = [(1, 4, 0, 0, 0)] + [(i, 1, 1, 1, 0) for i in range(2, 12)] + [(i, 2, 3, i - 10, 0) for i in range(12, 22)]
     canonical_hash(validate(chains + [(22, 7, 0, 0, 0)]))
     assert time.perf_counter() - t < 2.0
+
+
+def test_canonical_hashes_never_change():
+    """search.h5 stores each candidate's hash; its seed and the reward cache are keyed by it, so a resumed
+    search needs today's hashes to equal those written by earlier versions (digests from the first release
+    of the hash, over every code of max_index 5 and 300 blocks sampled at epsilon = 1 of the full space)."""
+    import hashlib
+
+    from bqnn.agent import QLearningAgent
+
+    digest = lambda blocks: hashlib.sha256("".join(canonical_hash(b) for b in blocks).encode()).hexdigest()[:16]  # noqa: E731
+    small = list(Space(5).blocks())
+    agent = QLearningAgent(Space(23), seed=0)
+    big = [agent.sample(1.0) for _ in range(300)]
+    assert (len(small), digest(small)) == (4472, "ed123d6c51e86947")
+    assert digest(big) == "5aa419fae9a42276"
+    assert (canonical_hash(RESIDUAL_LIKE), canonical_hash(INCEPTION_LIKE)) == ("f2d55df4e82d8023", "1c8364f1d35e7f5d")
+
+
+def test_from_array_reads_numpy_rows_and_rejects_non_integers():
+    arr = to_array(INCEPTION_LIKE)
+    assert from_array(arr) == INCEPTION_LIKE and all(type(v) is int for layer in from_array(arr) for v in layer)
+    with pytest.raises(NSCError, match="an NSC row is 5 integers"):
+        from_array(arr.astype(np.float64))

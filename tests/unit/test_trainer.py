@@ -86,3 +86,15 @@ def test_simulated_trainer_is_deterministic_and_structured():
     assert simulated_accuracy(pools) < a.accuracy - 10
     f = SimulatedTrainer(load(None, ["trainer.kind=simulated", "trainer.inject_fault=oom", "trainer.inject_every=3"]))
     assert f.train(RESIDUAL_LIKE, 1, 3).status == Status.OOM and f.train(RESIDUAL_LIKE, 1, 4).status == Status.OK
+
+
+@needs_fashion
+def test_fused_adam_trains_like_the_loop_adam():
+    """trainer.fused_adam changes how fast a step runs, not what it computes (fp32, contiguous, same seed)."""
+    base = SMALL + ["trainer.amp=off", "trainer.channels_last=off"]
+    fused = EarlyStopTrainer(load(None, base), torch.device("cpu"))
+    loop = EarlyStopTrainer(load(None, base + ["trainer.fused_adam=false"]), torch.device("cpu"), fused.splits)
+    assert fused.fused_adam and not loop.fused_adam
+    a, b = fused.train(RESIDUAL_LIKE, 7, 1), loop.train(RESIDUAL_LIKE, 7, 1)
+    assert a.status == b.status == Status.OK and a.accuracy > 50.0
+    assert abs(a.accuracy - b.accuracy) <= 1.0
