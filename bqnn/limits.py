@@ -8,7 +8,8 @@ numbers" under a 10M limit without saying how N adapts. Here: N is the largest n
 stage, at most `network.blocks_per_stage`, whose network fits every budget; with
 `limits.adaptive_blocks = false` N stays as configured and a block over budget is rejected. Params and
 FLOPs grow strictly with N (every block adds at least its convolutions), so the largest N that fits is
-found by walking down from the configured N.
+found by walking down from the configured N; they are affine in N (a stage is its first block and N - 1
+equal ones), so the network is costed twice, at the configured N and at N = 1, whatever N it gets.
 """
 from __future__ import annotations
 
@@ -43,8 +44,14 @@ def fit(nsc: NSC, network: NetworkConfig, limits: LimitsConfig, in_channels: int
         return Fit(n_max, cost)
     if not limits.adaptive_blocks:
         return Fit(0, cost)
+    if n_max == 1:
+        return Fit(0, cost)
+    # Each stage is its first block plus N - 1 identical ones, so the cost is affine in N: two
+    # evaluations give every N (exact integers: the difference is a multiple of n_max - 1).
+    one = network_cost(nsc, dataclasses.replace(network, blocks_per_stage=1), in_channels, size, num_classes)
+    step = Cost((cost.params - one.params) // (n_max - 1), (cost.flops - one.flops) // (n_max - 1))
     for n in range(n_max - 1, 0, -1):
-        cost = network_cost(nsc, dataclasses.replace(network, blocks_per_stage=n), in_channels, size, num_classes)
+        cost = one + step * (n - 1)
         if within(cost, limits):
             return Fit(n, cost)
     return Fit(0, cost)

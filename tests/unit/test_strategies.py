@@ -253,3 +253,25 @@ def test_every_strategy_implements_the_interface(tmp_path):
         state, c, _ = search(tmp_path, name, [*SMALL, f"search.strategy={name}", *extra])
         assert state.strategy == name and state.iteration == state.iterations_total
         assert len(c) == sum(state.iteration_sizes.tolist())
+
+
+@pytest.mark.parametrize("framework,filters,n_max,shape", [("cifar", "[32,64,128]", 4, (3, 32, 100)),
+                                                           ("imagenet", "[64,128,256,512]", 3, (3, 224, 1000)),
+                                                           ("cifar", "[16,24,40]", 5, (1, 28, 10))])
+def test_limits_fit_matches_costing_every_n(framework, filters, n_max, shape):
+    """fit evaluates the network twice and takes the cost as affine in N; brute force costs every N."""
+    from bqnn.agent import QLearningAgent
+    from bqnn.network import network_cost
+
+    cfg = load(None, [f"network.framework={framework}", f"network.filters={filters}", f"network.blocks_per_stage={n_max}"])
+    agent = QLearningAgent(Space(12), seed=3)
+    for _ in range(15):
+        nsc = agent.sample(1.0)
+        costs = {n: network_cost(nsc, dataclasses.replace(cfg.network, blocks_per_stage=n), *shape)
+                 for n in range(1, n_max + 1)}
+        for n_limit in range(1, n_max + 1):  # limits between the costs at n_limit and n_limit + 1
+            lim = dataclasses.replace(cfg.limits, params=costs[n_limit].params + 1, flops=0)
+            n, cost = limits.fit(nsc, cfg.network, lim, *shape)
+            assert n == n_limit and cost == costs[n_limit]
+        lim = dataclasses.replace(cfg.limits, params=costs[1].params - 1, flops=0)
+        assert limits.fit(nsc, cfg.network, lim, *shape).blocks == 0
