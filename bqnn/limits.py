@@ -42,9 +42,7 @@ def fit(nsc: NSC, network: NetworkConfig, limits: LimitsConfig, in_channels: int
     cost = network_cost(nsc, network, in_channels, size, num_classes)
     if within(cost, limits):
         return Fit(n_max, cost)
-    if not limits.adaptive_blocks:
-        return Fit(0, cost)
-    if n_max == 1:
+    if not limits.adaptive_blocks or n_max == 1:
         return Fit(0, cost)
     # Each stage is its first block plus N - 1 identical ones, so the cost is affine in N: two
     # evaluations give every N (exact integers: the difference is a multiple of n_max - 1).

@@ -101,8 +101,9 @@ class MPIExecutor:
             buf["nsc"][0] = to_array(task.nsc, self.max_index)
             self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=rank, tag=Tag.TASK)
             now = time.perf_counter()
-            self.idle[rank] += now - self.since.get(rank, now)
-            self.waiting_for_task += now - self.since.get(rank, now)
+            waited = now - self.since.get(rank, now)
+            self.idle[rank] += waited
+            self.waiting_for_task += waited
             self.since[rank] = now
             self.pending[rank] = task
 

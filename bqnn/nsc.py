@@ -107,16 +107,13 @@ class _Where:
         return f"row {self.layer.index} {self.layer}"
 
 
-_SPECS: dict[int, OpSpec] = {int(op): spec for op, spec in OPS.items()}
-
-
 def check_layer(layer: Layer, max_index: int = MAX_INDEX) -> None:
     """Raise NSCError if `layer` breaks a rule of Table 1 at its own index."""
     index, typ, kernel, p1, p2 = layer
     where = _Where(layer)  # formatted only when a message is
     if not 1 <= index <= max_index:
         raise NSCError(f"{where}: index must be in 1..{max_index}")
-    spec = _SPECS.get(typ)
+    spec = OPS.get(typ)  # Op is an IntEnum: a plain int finds its entry
     if spec is None:
         raise NSCError(f"{where}: type {typ} is not one of 1..7 (Table 1)")
     if kernel not in spec.kernels:
@@ -316,10 +313,11 @@ def _canonical_form(labels: list[int], preds: Sequence[Sequence[int]]) -> tuple:
                 if len(ss) > 1:
                     ss.sort()
                 sigs.append((colors[v], tuple(ps), tuple(ss)))
-            rank = {s: i for i, s in enumerate(sorted(set(sigs)))}
-            if len(rank) == count:
-                return [rank[s] for s in sigs]
-            colors, count = [rank[s] for s in sigs], len(rank)
+            new = relabel(sigs)
+            new_count = max(new) + 1  # relabel numbers the distinct signatures 0, 1, ...
+            if new_count == count:
+                return new
+            colors, count = new, new_count
 
     def encode(colors: list[int]) -> tuple:
         order = sorted(range(n), key=colors.__getitem__)
