@@ -3,6 +3,8 @@
     python bench/trainer.py                      # CPU: the demo's networks on a Fashion-MNIST subset
     python bench/trainer.py --preset cifar       # the paper's CIFAR network (N=4, [32,64,128]) on CIFAR-shaped data
     python bench/trainer.py --preset cifar --candidate   # GPU: also one full 12-epoch CIFAR-100-sized candidate
+    python bench/trainer.py --kernels            # also avg pool and batch norm alone, native vs bqnn's CPU forms
+    python bench/trainer.py --set trainer.avg_pool_conv=off   # ablation: one speed option off on bqnn's side
 
 Reference set: the paper's two example blocks and three blocks sampled at epsilon = 1 with seed 0.
 Each is trained with the early-stop protocol (Adam 1e-3, batch 256, lr x 0.2 every 5 epochs, the
@@ -13,7 +15,8 @@ epoch-1 chance check, validation at the end) twice on the same model and data:
   PIL image, then into a normalized float tensor (ToTensor + Normalize), a DataLoader (shuffle,
   batch 256, 2 worker processes, pinned memory on GPUs), a copy to the device per batch and a
   loss.item() per batch for the running loss.
-Prints images/s of each (training images x epochs / wall time of the candidate) and their ratio;
+Prints images/s of each (training images x epochs / wall time of the candidate, the median of
+--repeats runs taken in turns) and their ratio;
 on a GPU also the seconds of one 12-epoch CIFAR-100-sized candidate of the residual-like block
 (N=2, [32,64,128], 45,000 training images; random data when CIFAR-100 is not given), candidates
 per GPU-hour and the model FLOP utilisation against --peak-tflops.
@@ -47,6 +50,9 @@ PRESETS = {
     "cifar": ["data.train_subset=5000", "data.val_size=1000", "network.blocks_per_stage=4",
               "network.filters=[32,64,128]", "trainer.epochs=1", "space.max_index=10"],
 }
+# bqnn with every speed option off: what is left is the data path
+PLAIN = ["trainer.amp=off", "trainer.channels_last=off", "trainer.fused_adam=false", "trainer.avg_pool_conv=off",
+         "trainer.narrow_bn_contiguous=off"]
 
 
 def reference_blocks(max_index: int) -> list:
@@ -166,10 +172,47 @@ def full_candidate(device: torch.device, peak_tflops: float, data_root: str, ima
           f"{100 * work / seconds / (peak_tflops * 1e12):.1f} % of {peak_tflops:g} TFLOP/s")
 
 
+def layer_kernels(device: torch.device, dtype: torch.dtype | None) -> None:
+    """Forward + backward of block.py's two dual-form layers, native and as the trainer runs them on CPUs,
+    channels-last, batch 256, at the demo's and the paper's CIFAR shapes."""
+    from bqnn.block import AvgPool, BatchNorm
+
+    def timed(layer, x: torch.Tensor, g: torch.Tensor) -> float:
+        ts = []
+        for i in range(25):
+            t = time.perf_counter()
+            layer(x).backward(g)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            ts.append(time.perf_counter() - t)
+        return 1e6 * float(np.median(ts[5:]))
+
+    dtype = dtype or torch.float32
+    print(f"layer forward + backward, channels-last {str(dtype).replace('torch.', '')}, batch 256, microseconds:")
+    print(f"{'layer':<26} {'native':>8} {'bqnn':>8} {'ratio':>6}")
+    for c, size in [(8, 14), (16, 7), (32, 4), (32, 32), (64, 16), (128, 8)]:
+        x = torch.randn(256, c, size, size, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_()
+        g = torch.randn_like(x)
+        pool, bn = AvgPool(3).to(device), BatchNorm(c).to(device)
+        rows = []
+        for name, layer, attr in [("avg pool 3x3", pool, "as_conv"), ("batch norm", bn, "narrow_contiguous")]:
+            setattr(layer, attr, False)
+            native = timed(layer, x, g)
+            setattr(layer, attr, True)
+            rows.append((name, native, timed(layer, x, g)))
+        for name, native, ours in rows:
+            print(f"{name + f' {c} ch {size}x{size}':<26} {native:>8.0f} {ours:>8.0f} {native / ours:>6.2f}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="demo on CPUs, cifar on GPUs by default")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the loop")
+    p.add_argument("--set", action="append", default=[], metavar="trainer.KEY=VALUE",
+                   help="override a key of bqnn's side, e.g. --set trainer.avg_pool_conv=off (repeatable)")
+    p.add_argument("--kernels", action="store_true", help="also time avg pool and batch norm, native vs bqnn's CPU forms")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of each candidate per side (median)")
     p.add_argument("--candidate", action="store_true", help="also time one full 12-epoch CIFAR-100-sized candidate")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="the device's dense bf16 peak (H100 SXM: 989)")
     p.add_argument("--cifar-root", default="", help="directory with cifar-100-python (else random data)")
@@ -184,22 +227,26 @@ def main() -> int:
     else:
         cfg = load(None, PRESETS[preset] + (["data.dataset=cifar100", f"data.root={args.cifar_root}"] if args.cifar_root else []))
         splits = load_splits(cfg.data, device)
-    trainer = EarlyStopTrainer(cfg, device, splits)
-    fp32 = EarlyStopTrainer(load(None, [*PRESETS[preset], "trainer.amp=off", "trainer.channels_last=off", "trainer.fused_adam=false"]), device, splits)
+    bad = [item for item in args.set if not item.startswith("trainer.")]
+    if bad:
+        p.error(f"--set takes trainer keys (the data are loaded once for both sides): {bad[0]}")
+    trainer = EarlyStopTrainer(load(None, PRESETS[preset] + args.set) if args.set else cfg, device, splits)
+    fp32 = EarlyStopTrainer(load(None, PRESETS[preset] + PLAIN), device, splits)
     print(f"bench/trainer.py: preset {preset} on {device} ({torch.get_num_threads()} threads), "
           f"{len(splits.train_y)} training images {tuple(splits.train_x.shape[1:])}, {cfg.trainer.epochs} epoch(s), "
           f"batch {cfg.trainer.batch_size}; bqnn amp {trainer.amp_dtype or 'off'}, channels_last "
-          f"{trainer.channels_last}; loop: DataLoader with {args.workers} workers, fp32")
+          f"{trainer.channels_last}, avg_pool_conv {trainer.avg_pool_conv}, narrow_bn_contiguous "
+          f"{trainer.narrow_bn_contiguous}; loop: DataLoader with {args.workers} workers, fp32")
     images = len(splits.train_y) * cfg.trainer.epochs
     ratios, ratios32 = [], []
     print(f"{'block':<48} {'bqnn img/s':>11} {'bqnn fp32':>10} {'loop img/s':>11} {'ratio':>6} {'fp32 ratio':>10}")
     for nsc in reference_blocks(cfg.space.max_index):
         seed = candidate_seed(0, canonical_hash(nsc))
         bqnn_candidate(trainer, nsc, seed)  # warm-up (the loop's first epoch is its own warm-up: no cache to fill)
-        tb = bqnn_candidate(trainer, nsc, seed)
         bqnn_candidate(fp32, nsc, seed)
-        t32 = bqnn_candidate(fp32, nsc, seed)
-        tl = loop_candidate(nsc, cfg, splits, device, seed, args.workers)
+        runs = [(bqnn_candidate(trainer, nsc, seed), bqnn_candidate(fp32, nsc, seed),
+                 loop_candidate(nsc, cfg, splits, device, seed, args.workers)) for _ in range(args.repeats)]
+        tb, t32, tl = np.median(np.array(runs), axis=0)  # interleaved: a slow spell of the machine hits all three
         ratios.append(tl / tb)
         ratios32.append(tl / t32)
         text = format_nsc(nsc)
@@ -208,6 +255,8 @@ def main() -> int:
     gm = lambda r: math.exp(np.mean(np.log(r)))
     print(f"geometric mean ratio bqnn / DataLoader loop: {gm(ratios):.2f}x (min {min(ratios):.2f}x, max "
           f"{max(ratios):.2f}x); with bqnn in fp32 too (the data path alone): {gm(ratios32):.2f}x")
+    if args.kernels:
+        layer_kernels(device, trainer.amp_dtype)
     if args.candidate:
         full_candidate(device, args.peak_tflops, args.cifar_root, args.candidate_images, args.candidate_epochs)
     return 0

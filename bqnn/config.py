@@ -124,6 +124,8 @@ class TrainerConfig:
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA, and on CPUs when bf16 is on
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest convolution algorithms (CUDA only)
     fused_adam: bool = True  # Adam's update as one fused kernel over all parameters (CPU and CUDA)
+    avg_pool_conv: Literal["auto", "on", "off"] = "auto"  # average pooling as a depthwise convolution; auto: on CPUs
+    narrow_bn_contiguous: Literal["auto", "on", "off"] = "auto"  # channels-last batch norm of < 16 channels on a contiguous copy; auto: on CPUs
     inject_fault: Literal["none", "exception", "nan", "oom"] = "none"  # testing: make candidates fail
     inject_every: int = 0  # ... every candidate whose id is a multiple of this (0: never)
     sim_seconds: float = 0.0  # simulated trainer: median training time per candidate
@@ -320,7 +322,8 @@ def load(path: str | Path | None, overrides: Sequence[str] = (), base=None, root
 # candidates are trained, not which blocks are proposed or what they score.
 RUNTIME_KEYS = frozenset({
     "search.checkpoint_interval", "trainer.device", "trainer.threads", "trainer.amp", "trainer.channels_last",
-    "trainer.cudnn_benchmark", "trainer.fused_adam",
+    "trainer.cudnn_benchmark", "trainer.fused_adam", "trainer.avg_pool_conv",
+    "trainer.narrow_bn_contiguous",
     "trainer.eval_batch_size", "trainer.sim_seconds", "trainer.sim_sigma",
 })
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .block import Block
+from .block import BatchNorm, Block
 from .config import NetworkConfig
 from .metrics import Cost, bn_cost, block_cost, conv_cost, plan_block, relu_cost
 from .nsc import NSC, graph
@@ -79,7 +79,7 @@ class Network(nn.Module):
                 _, cin, cout, k, stride, _, _ = step
                 layers.append(nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False))
             elif kind == "bn":
-                layers.append(nn.BatchNorm2d(step[1]))
+                layers.append(BatchNorm(step[1]))
             elif kind == "relu":
                 layers.append(nn.ReLU(inplace=True))
             elif kind == "maxpool":

@@ -17,8 +17,11 @@ index_select there; losses and correct counts accumulate on the device and are r
 epoch; evaluation uses large batches; bf16 autocast (`trainer.amp`) and channels-last tensors
 (`trainer.channels_last`) are on by default on GPUs and on CPUs with native bf16, and cuDNN
 autotuning (`trainer.cudnn_benchmark`) on GPUs; Adam's update is one fused kernel (`trainer.fused_adam`)
-instead of a loop over ~60 parameter tensors (3-5 % of a small candidate's step on a CPU). No per-candidate compilation: every candidate is a new graph, so torch.compile's
-start-up would be paid 11,392 times.
+instead of a loop over ~60 parameter tensors (3-5 % of a small candidate's step on a CPU); on CPUs
+two of PyTorch's kernels are sidestepped with the same function computed another way (block.py):
+average pooling as a depthwise convolution (`trainer.avg_pool_conv`) and channels-last batch norm of
+fewer than 16 channels on a contiguous copy (`trainer.narrow_bn_contiguous`). No per-candidate
+compilation: every candidate is a new graph, so torch.compile's start-up would be paid 11,392 times.
 
 Failures are results: an exception, a NaN/inf loss or running out of memory
 returns a `TrainResult` with that status and a message; the search goes on.
@@ -37,6 +40,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .block import use_cpu_kernels
 from .config import Config
 from .data import Splits, epoch_batches, load_splits
 from .network import build_network
@@ -103,6 +107,9 @@ class EarlyStopTrainer:
             torch.set_num_threads(self.t.threads)
         self.amp_dtype, self.channels_last = speed_options(self.t, device)
         self.fused_adam = self.t.fused_adam and device.type in ("cpu", "cuda")
+        cpu_auto = {"on": True, "off": False, "auto": device.type == "cpu"}  # measured on CPUs only
+        self.avg_pool_conv = cpu_auto[self.t.avg_pool_conv]
+        self.narrow_bn_contiguous = cpu_auto[self.t.narrow_bn_contiguous]
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = self.t.cudnn_benchmark
         self.splits = splits if splits is not None else load_splits(cfg.data, device)
@@ -140,6 +147,7 @@ class EarlyStopTrainer:
             self.model_params = sum(p.numel() for p in model.parameters())  # of the last network built
             if self.channels_last:
                 model = model.to(memory_format=torch.channels_last)
+            use_cpu_kernels(model, self.avg_pool_conv, self.narrow_bn_contiguous)
             lr = t.lr * t.restart_lr_factor ** restarts
             opt = torch.optim.Adam(model.parameters(), lr=lr, betas=t.betas, eps=t.adam_eps,
                                    fused=self.fused_adam or None)

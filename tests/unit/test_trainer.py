@@ -98,3 +98,19 @@ def test_fused_adam_trains_like_the_loop_adam():
     a, b = fused.train(RESIDUAL_LIKE, 7, 1), loop.train(RESIDUAL_LIKE, 7, 1)
     assert a.status == b.status == Status.OK and a.accuracy > 50.0
     assert abs(a.accuracy - b.accuracy) <= 1.0
+
+
+@needs_fashion
+def test_cpu_kernels_train_like_the_native_ones():
+    """trainer.avg_pool_conv and trainer.narrow_bn_contiguous (auto: on for CPUs) change how a step is
+    computed, not what: a block with average pooling and 8-channel batch norms, bf16 channels-last, same seed."""
+    block = parse("[(1,3,3,0,0),(2,1,3,1,0),(3,3,3,2,0),(4,5,0,1,3),(5,7,0,0,0)]")
+    base = SMALL + ["trainer.amp=bf16", "trainer.channels_last=on"]
+    fast = EarlyStopTrainer(load(None, base), torch.device("cpu"))
+    native = EarlyStopTrainer(load(None, base + ["trainer.avg_pool_conv=off", "trainer.narrow_bn_contiguous=off"]),
+                              torch.device("cpu"), fast.splits)
+    assert fast.avg_pool_conv and fast.narrow_bn_contiguous
+    assert not native.avg_pool_conv and not native.narrow_bn_contiguous
+    a, b = fast.train(block, 7, 1), native.train(block, 7, 1)
+    assert a.status == b.status == Status.OK and a.accuracy > 30.0  # chance: 10
+    assert abs(a.accuracy - b.accuracy) <= 1.0
