@@ -67,7 +67,7 @@ class AvgPool(nn.AvgPool2d):
 
     With `as_conv` (set by `use_cpu_kernels`) the same function is computed as a depthwise
     convolution with a kernel of ones (the window sums) times 1/count per position: on CPUs PyTorch's
-    pooling kernels, forward and backward, take up to 3x the time at the searched networks' shapes
+    pooling kernels, forward and backward, take up to ~4x the time at the searched networks' shapes
     (`python bench/trainer.py --kernels`). The factor is held in the sums' dtype, laid out like them
     (a float32 factor costs a float32 intermediate; a broadcast over channels-last channels is a
     strided loop): exact in float32; in bf16 1/count is itself rounded (1/9 by 0.03 %, 1/6 by 0.2 %,
