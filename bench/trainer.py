@@ -36,7 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bqnn.agent import QLearningAgent  # noqa: E402
-from bqnn.config import load  # noqa: E402
+from bqnn.config import ConfigError, load  # noqa: E402
 from bqnn.data import Splits, load_splits  # noqa: E402
 from bqnn.network import build_network, network_cost  # noqa: E402
 from bqnn.nsc import INCEPTION_LIKE, RESIDUAL_LIKE, canonical_hash, format_nsc  # noqa: E402
@@ -221,16 +221,22 @@ def main() -> int:
     args = p.parse_args()
     device = resolve_device("auto")
     preset = args.preset or ("cifar" if device.type == "cuda" else "demo")
+    if args.repeats < 1:
+        p.error(f"--repeats must be at least 1, got {args.repeats}")
+    bad = [item for item in args.set if not item.startswith("trainer.")]
+    if bad:
+        p.error(f"--set takes trainer keys (the data are loaded once for both sides): {bad[0]}")
+    try:  # bqnn's side (the data are given to it), checked before the data are read
+        ours = load(None, PRESETS[preset] + args.set)
+    except ConfigError as e:
+        p.error(str(e))
     cfg = load(None, PRESETS[preset])
     if preset == "cifar" and not args.cifar_root:
         splits = synthetic_cifar(cfg.data.train_subset, cfg.data.val_size, 100, device)
     else:
         cfg = load(None, PRESETS[preset] + (["data.dataset=cifar100", f"data.root={args.cifar_root}"] if args.cifar_root else []))
         splits = load_splits(cfg.data, device)
-    bad = [item for item in args.set if not item.startswith("trainer.")]
-    if bad:
-        p.error(f"--set takes trainer keys (the data are loaded once for both sides): {bad[0]}")
-    trainer = EarlyStopTrainer(load(None, PRESETS[preset] + args.set) if args.set else cfg, device, splits)
+    trainer = EarlyStopTrainer(ours, device, splits)
     fp32 = EarlyStopTrainer(load(None, PRESETS[preset] + PLAIN), device, splits)
     print(f"bench/trainer.py: preset {preset} on {device} ({torch.get_num_threads()} threads), "
           f"{len(splits.train_y)} training images {tuple(splits.train_x.shape[1:])}, {cfg.trainer.epochs} epoch(s), "

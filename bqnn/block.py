@@ -55,8 +55,8 @@ class BatchNorm(nn.BatchNorm2d):
     narrow_contiguous = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.narrow_contiguous and self.training and x.shape[1] < NARROW and x.element_size() == 2
-                and not x.is_contiguous()):
+        if (self.narrow_contiguous and self.training and x.shape[1] < NARROW
+                and x.dtype in (torch.bfloat16, torch.float16) and not x.is_contiguous()):
             cl, plain = torch.channels_last, torch.contiguous_format
             return _Relayout.apply(super().forward(_Relayout.apply(x, plain, cl)), cl, plain)
         return super().forward(x)
@@ -76,7 +76,6 @@ class AvgPool(nn.AvgPool2d):
 
     def __init__(self, kernel: int) -> None:
         super().__init__(kernel, stride=1, padding=kernel // 2, count_include_pad=False)
-        self.kernel = kernel
         self.as_conv = False
         self._scale: dict[tuple, torch.Tensor] = {}
 
@@ -86,7 +85,7 @@ class AvgPool(nn.AvgPool2d):
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         key = (c, h, w, x.device, x.dtype, layout)
         if key not in self._scale:
-            p = self.kernel // 2
+            p = self.padding
 
             def count(n: int) -> torch.Tensor:
                 i = torch.arange(n)
@@ -97,10 +96,11 @@ class AvgPool(nn.AvgPool2d):
         return self._scale[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.as_conv or self.kernel == 1:
+        if not self.as_conv or self.kernel_size == 1:
             return super().forward(x)
-        ones = torch.ones(x.shape[1], 1, self.kernel, self.kernel, dtype=x.dtype, device=x.device)
-        sums = F.conv2d(x, ones, padding=self.kernel // 2, groups=x.shape[1])  # under autocast: in its dtype
+        k, c = self.kernel_size, x.shape[1]
+        ones = torch.ones(c, 1, k, k, dtype=x.dtype, device=x.device)
+        sums = F.conv2d(x, ones, padding=self.padding, groups=c)  # under autocast: in its dtype
         return sums * self.scale(sums)
 
 

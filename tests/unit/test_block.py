@@ -158,7 +158,6 @@ def test_narrow_batch_norm_on_a_contiguous_copy_is_the_same_function(dtype, tol,
         assert ((a.float() - b.float()).abs() / (1 + a.float().abs())).max() <= tol
 
 
-
 def test_relayout_copies_the_value_one_way_and_the_gradient_the_other():
     """The narrow batch norm's speed rests on its kernel seeing a contiguous input and a contiguous
     gradient: _Relayout turns both around, and each stays the same values."""
