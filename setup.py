@@ -1,4 +1,8 @@
-"""bqnn: block-wise neural architecture search with Q-learning (BlockQNN), as an MPI batch application."""
+"""bqnn: block-wise neural architecture search with Q-learning (BlockQNN), as an MPI batch application.
+
+The package's build script: `pip install -e ".[mpich,dev]"` (setup.sh does it). pyproject.toml beside it
+declares the build system and configures the checks (ruff, mypy, import-linter).
+"""
 from setuptools import find_packages, setup
 
 setup(
@@ -19,6 +23,8 @@ setup(
         "mpich": ["mpich"],  # an MPI for machines without one (gives mpiexec in the environment)
         "vision": ["torchvision"],  # image folders via torchvision (optional)
         "onnx": ["onnx"],  # python -m bqnn.export --onnx
-        "dev": ["pytest>=7", "onnx", "onnxruntime"],
+        # tests and checks: lint, types, the layers contract (import-linter), property-based tests
+        "dev": ["pytest>=7", "onnx", "onnxruntime", "ruff>=0.17,<0.18", "mypy>=2.4,<2.5", "import-linter>=2.16,<3",
+                "hypothesis>=6.100"],
     },
 )

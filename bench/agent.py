@@ -19,15 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bqnn.config import load  # noqa: E402
-from bqnn.strategies import make_strategy  # noqa: E402
+from bqnn.config import load
+from bqnn.strategies import make_strategy
 
 PAPER_CANDIDATE_SECONDS = 3 * 24 * 3600 * 32 / 11392
 
 
 def synthetic(nsc) -> float:
-    convs = sum(1 for l in nsc if l.type == 1)
-    joins = sum(1 for l in nsc if l.type in (5, 6))
+    convs = sum(1 for layer in nsc if layer.type == 1)
+    joins = sum(1 for layer in nsc if layer.type in (5, 6))
     return 40.0 + 4.0 * min(convs, 6) + 3.0 * min(joins, 2) - 0.8 * max(0, len(nsc) - 10)
 
 
@@ -46,7 +46,7 @@ def main() -> int:
         t1 = time.perf_counter()
         rewards = [synthetic(b) for b in blocks]  # not agent work: not timed
         t2 = time.perf_counter()
-        for b, r in zip(blocks, rewards):
+        for b, r in zip(blocks, rewards, strict=False):
             strategy.observe(b, r)
         strategy.end_iteration(it)
         t3 = time.perf_counter()
@@ -56,14 +56,16 @@ def main() -> int:
     pairs = sum(len(r) for r in q.values())
     print(f"bench/agent.py: {strategy.total_iterations} iterations x {n} blocks ({strategy.total_iterations * n} "
           f"blocks, {strategy.agent.updates} Q-updates with replay) on max index {cfg.space.max_index}")
-    print(f"agent total {agent_time:.2f} s on one core; per iteration mean {1e3 * agent_time / len(per_iteration):.1f} ms, "
+    mean_ms = 1e3 * agent_time / len(per_iteration)
+    print(f"agent total {agent_time:.2f} s on one core; per iteration mean {mean_ms:.1f} ms, "
           f"max {1e3 * max(per_iteration):.1f} ms")
     print(f"Q-table: {len(q)} states, {pairs} state-action pairs (space bound {strategy.space.size_hint}); "
           f"replay memory {len(strategy.agent.memory)} blocks")
     print(f"agent total / one paper candidate ({PAPER_CANDIDATE_SECONDS / 60:.1f} GPU-min): "
           f"{agent_time / PAPER_CANDIDATE_SECONDS:.5f}")
     if args.candidate_seconds:
-        print(f"agent total / one measured candidate ({args.candidate_seconds:g} s): {agent_time / args.candidate_seconds:.2f}")
+        print(f"agent total / one measured candidate ({args.candidate_seconds:g} s): "
+              f"{agent_time / args.candidate_seconds:.2f}")
     return 0
 
 

@@ -17,10 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bqnn import checkpoint  # noqa: E402
-from bqnn.config import load  # noqa: E402
-from bqnn.master import InlineExecutor, Master, StopFlag  # noqa: E402
-from bqnn.simulated import SimulatedTrainer  # noqa: E402
+from bqnn.config import load
+from bqnn.run import checkpoint
+from bqnn.run.executor import InlineExecutor
+from bqnn.run.master import Master
+from bqnn.signals import StopFlag
+from bqnn.training.simulated import SimulatedTrainer
 
 
 def main() -> int:
@@ -46,7 +48,8 @@ def main() -> int:
         read.append(t3 - t2)
     size = (out / checkpoint.FILENAME).stat().st_size
     s = state
-    print(f"bench/checkpoint.py: paper-scale state ({len(s.candidates)} candidates, {len(s.strategy_arrays['q_value'])} "
+    print(f"bench/checkpoint.py: paper-scale state ({len(s.candidates)} candidates, "
+          f"{len(s.strategy_arrays['q_value'])} "
           f"Q-table pairs, {len(s.strategy_arrays['replay_reward'])} replay blocks), built in {build:.1f} s")
     print(f"snapshot {statistics.median(snap):.3f} s + write {statistics.median(write):.3f} s = "
           f"{statistics.median(snap) + statistics.median(write):.3f} s per checkpoint (median of 5); "

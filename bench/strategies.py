@@ -3,10 +3,12 @@
     python bench/strategies.py                          # both parts below, seeds 0 1 2 (about 10 min here)
     python bench/strategies.py --only simulated --seeds 0 1 2 3 4
     python bench/strategies.py --only real --budget 32
-    python -m bqnn.report runs/bench-strategies/real/qlearning-b32-s0 --compare runs/bench-strategies/real/random-b32-s0 \\
+    python -m bqnn.report runs/bench-strategies/real/qlearning-b32-s0 \\
+        --compare runs/bench-strategies/real/random-b32-s0 \\
         --compare runs/bench-strategies/real/pnas-b32-s0   # the curves (best reward vs networks trained)
 
-Every run is a real `bqnn.search` (this process, world size 1) writing runs/bench-strategies/PART/STRATEGY-bBUDGET-sSEED.
+Every run is a real `bqnn.search` (this process, world size 1) writing
+runs/bench-strategies/PART/STRATEGY-bBUDGET-sSEED.
 Each strategy is scored on its first --budget trained networks (id order; repeats answered from the
 cache and blocks rejected over limits cost nothing and are not counted): the best reward, the mean
 of the 5 best, and the number of trainings until a fixed reward was first reached; printed per
@@ -40,12 +42,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bqnn import checkpoint  # noqa: E402
-from bqnn.agent import PAPER_SCHEDULE  # noqa: E402
-from bqnn.config import load  # noqa: E402
-from bqnn.protocol import Status  # noqa: E402
-from bqnn.search import main as search_main  # noqa: E402
-from bqnn.simulated import known_optimum  # noqa: E402
+from bqnn.config import load
+from bqnn.run import checkpoint
+from bqnn.search import main as search_main
+from bqnn.strategies.qtable import PAPER_SCHEDULE
+from bqnn.training.result import Status
+from bqnn.training.simulated import known_optimum
 
 STRATEGIES = ("random", "qlearning", "pnas")
 COMMON = ["space.max_index=6", "network.blocks_per_stage=1", "network.filters=[8,16,32]"]
@@ -116,7 +118,8 @@ def part(name: str, seeds: list[int], budget: int, root: Path, margin: float) ->
             _OPTIMA[tuple(base)] = known_optimum(load(None, base))
         best, _, distinct = _OPTIMA[tuple(base)]
         target = best - margin
-        what = f"known optimum {best:.3f} (brute force over {distinct:,} distinct blocks); fixed reward = optimum - {margin}"
+        what = (f"known optimum {best:.3f} (brute force over {distinct:,} distinct blocks); "
+                f"fixed reward = optimum - {margin}")
     else:
         pooled = np.concatenate([r[:budget] for r in rewards.values()])
         target = float(np.percentile(pooled, 90))
@@ -128,7 +131,7 @@ def part(name: str, seeds: list[int], budget: int, root: Path, margin: float) ->
     table = {}
     for s in STRATEGIES:
         per_seed = [scores(rewards[(s, seed)], budget, target) for seed in seeds]
-        b, t5, n = (np.array(x) for x in zip(*per_seed))
+        b, t5, n = (np.array(x) for x in zip(*per_seed, strict=False))
         # a run that never reached the target is counted at budget + 1 (a lower bound on its cost)
         n_counted = np.where(np.isnan(n), budget + 1, n)
         table[s] = (b.mean(), t5.mean(), n_counted.mean(), int(np.isfinite(n).sum()),
@@ -140,7 +143,8 @@ def part(name: str, seeds: list[int], budget: int, root: Path, margin: float) ->
         bound = reached < len(seeds)
         ratio = f"{rn / n:.2f}"
         if s != "random" and (random_bound or bound):
-            ratio = ">=" + ratio if random_bound and not bound else "<=" + ratio if bound and not random_bound else "n/a"
+            ratio = (">=" + ratio if random_bound and not bound
+                     else "<=" + ratio if bound and not random_bound else "n/a")
         print(f"  {s:<10} {b:>8.3f} {t5:>8.3f} {('>' if bound else '') + f'{n:.1f}':>19} {reached:>5}/{len(seeds)} "
               f"{b / rb:>10.4f} {t5 / rt5:>10.4f} {ratio:>15} {min(trained, budget):>8}")
     print("  (a run that never reached the fixed reward counts as budget + 1 trainings: '>' marks such means,"

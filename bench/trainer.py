@@ -35,14 +35,17 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bqnn.agent import QLearningAgent  # noqa: E402
-from bqnn.config import ConfigError, load  # noqa: E402
-from bqnn.data import Splits, load_splits  # noqa: E402
-from bqnn.network import build_network, network_cost  # noqa: E402
-from bqnn.nsc import INCEPTION_LIKE, RESIDUAL_LIKE, canonical_hash, format_nsc  # noqa: E402
-from bqnn.protocol import candidate_seed  # noqa: E402
-from bqnn.space import Space  # noqa: E402
-from bqnn.trainer import EarlyStopTrainer, resolve_device  # noqa: E402
+from bqnn.blocks.canon import canonical_hash
+from bqnn.blocks.code import INCEPTION_LIKE, RESIDUAL_LIKE, format_nsc
+from bqnn.blocks.cost import network_cost
+from bqnn.blocks.space import Space
+from bqnn.config import ConfigError, load
+from bqnn.data.splits import Splits, load_splits
+from bqnn.nets.network import build_network
+from bqnn.strategies.qtable import QLearningAgent
+from bqnn.training.device import resolve_device
+from bqnn.training.early_stop import EarlyStopTrainer
+from bqnn.training.result import candidate_seed
 
 PRESETS = {
     "demo": ["data.train_subset=4000", "data.val_size=1000", "data.resize=14", "network.blocks_per_stage=1",
@@ -64,7 +67,8 @@ def synthetic_cifar(n: int, val: int, classes: int, device: torch.device) -> Spl
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n + val, 3, 32, 32, generator=g)
     y = torch.randint(0, classes, (n + val,), generator=g)
-    return Splits(x[:n].to(device), y[:n].to(device), x[n:].to(device), y[n:].to(device), classes, (0.0,) * 3, (1.0,) * 3)
+    return Splits(x[:n].to(device), y[:n].to(device), x[n:].to(device), y[n:].to(device), classes,
+                  (0.0,) * 3, (1.0,) * 3)
 
 
 class PaperEraDataset(torch.utils.data.Dataset):
@@ -173,13 +177,13 @@ def full_candidate(device: torch.device, peak_tflops: float, data_root: str, ima
 
 
 def layer_kernels(device: torch.device, dtype: torch.dtype | None) -> None:
-    """Forward + backward of block.py's two dual-form layers, native and as the trainer runs them on CPUs,
+    """Forward + backward of nets/cpu_kernels.py's two dual-form layers, native and as the trainer runs them on CPUs,
     channels-last, batch 256, at the demo's and the paper's CIFAR shapes."""
-    from bqnn.block import AvgPool, BatchNorm
+    from bqnn.nets.cpu_kernels import AvgPool, BatchNorm
 
     def timed(layer, x: torch.Tensor, g: torch.Tensor) -> float:
         ts = []
-        for i in range(25):
+        for _ in range(25):
             t = time.perf_counter()
             layer(x).backward(g)
             if device.type == "cuda":
@@ -211,7 +215,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the loop")
     p.add_argument("--set", action="append", default=[], metavar="trainer.KEY=VALUE",
                    help="override a key of bqnn's side, e.g. --set trainer.avg_pool_conv=off (repeatable)")
-    p.add_argument("--kernels", action="store_true", help="also time avg pool and batch norm, native vs bqnn's CPU forms")
+    p.add_argument("--kernels", action="store_true",
+                   help="also time avg pool and batch norm, native vs bqnn's CPU forms")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each candidate per side (median)")
     p.add_argument("--candidate", action="store_true", help="also time one full 12-epoch CIFAR-100-sized candidate")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="the device's dense bf16 peak (H100 SXM: 989)")
@@ -234,7 +239,8 @@ def main() -> int:
     if preset == "cifar" and not args.cifar_root:
         splits = synthetic_cifar(cfg.data.train_subset, cfg.data.val_size, 100, device)
     else:
-        cfg = load(None, PRESETS[preset] + (["data.dataset=cifar100", f"data.root={args.cifar_root}"] if args.cifar_root else []))
+        data = ["data.dataset=cifar100", f"data.root={args.cifar_root}"] if args.cifar_root else []
+        cfg = load(None, PRESETS[preset] + data)
         splits = load_splits(cfg.data, device)
     trainer = EarlyStopTrainer(ours, device, splits)
     fp32 = EarlyStopTrainer(load(None, PRESETS[preset] + PLAIN), device, splits)
@@ -258,7 +264,9 @@ def main() -> int:
         text = format_nsc(nsc)
         print(f"{text[:45] + ('...' if len(text) > 45 else ''):<48} {images / tb:>11.0f} {images / t32:>10.0f} "
               f"{images / tl:>11.0f} {tl / tb:>6.2f} {tl / t32:>10.2f}")
-    gm = lambda r: math.exp(np.mean(np.log(r)))
+    def gm(r: list[float]) -> float:
+        return math.exp(np.mean(np.log(r)))
+
     print(f"geometric mean ratio bqnn / DataLoader loop: {gm(ratios):.2f}x (min {min(ratios):.2f}x, max "
           f"{max(ratios):.2f}x); with bqnn in fp32 too (the data path alone): {gm(ratios32):.2f}x")
     if args.kernels:

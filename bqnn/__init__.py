@@ -7,13 +7,13 @@
 
     net = bqnn.load_network("runs/x/model.pt")                       # a trained, exported network
 
-The module map is in DESIGN.md; choices made where the papers are silent are in docs/.
+The module map is docs/architecture.md; choices made where the papers are silent are in docs/.
 """
 __version__ = "0.1.0"
 
 
 def load_network(path, map_location="cpu"):
-    """Load a network written by `python -m bqnn.train` (see bqnn.export); imports torch on first use."""
-    from .export import load_network as _load
+    """Load a network written by `python -m bqnn.train` (nets/portable.py); imports torch on first use."""
+    from .nets.portable import load_network as _load
 
     return _load(path, map_location)

@@ -10,7 +10,9 @@ section or key, or a value of the wrong type, is a `ConfigError` naming it.
 A `--set` value is read as a TOML value (`3`, `0.5`, `true`, `[8,16,32]`,
 `"text"`); anything that is not valid TOML is taken as a bare string, so
 `--set data.root=/scratch/cifar` works. The resolved config (every field) is
-stored as JSON in search.h5. No torch here.
+stored as JSON in search.h5. A leaf: imports nothing else of bqnn (the paper's constants that are
+defaults here, `MAX_INDEX` and `PAPER_SCHEDULE`, are defined here and used by the block code and the
+strategies).
 """
 from __future__ import annotations
 
@@ -20,12 +22,21 @@ import json
 import tomllib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
-from .agent import PAPER_SCHEDULE
-from .nsc import MAX_INDEX
+MAX_INDEX = 23  # the paper's largest layer index of a block code (terminal included)
+
+# Table 2 of the CVPR paper: (epsilon, iterations); 178 iterations in all.
+PAPER_SCHEDULE: tuple[tuple[float, int], ...] = (
+    (1.0, 95), (0.9, 7), (0.8, 7), (0.7, 7), (0.6, 10), (0.5, 10), (0.4, 10), (0.3, 10), (0.2, 10), (0.1, 12),
+)
+
+# The strategies `search.strategy` may name; bqnn.strategies registers one class under each
+# (tests/unit/strategies hold the two lists equal).
+STRATEGY_NAMES = ("qlearning", "random", "pnas")
 
 
 class ConfigError(ValueError):
@@ -125,7 +136,8 @@ class TrainerConfig:
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest convolution algorithms (CUDA only)
     fused_adam: bool = True  # Adam's update as one fused kernel over all parameters (CPU and CUDA)
     avg_pool_conv: Literal["auto", "on", "off"] = "auto"  # average pooling as a depthwise convolution; auto: on CPUs
-    narrow_bn_contiguous: Literal["auto", "on", "off"] = "auto"  # channels-last batch norm of < 16 channels on a contiguous copy; auto: on CPUs
+    # channels-last batch norm of < 16 channels on a contiguous copy; auto: on CPUs
+    narrow_bn_contiguous: Literal["auto", "on", "off"] = "auto"
     inject_fault: Literal["none", "exception", "nan", "oom"] = "none"  # testing: make candidates fail
     inject_every: int = 0  # ... every candidate whose id is a multiple of this (0: never)
     sim_seconds: float = 0.0  # simulated trainer: median training time per candidate
@@ -218,7 +230,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise bad
-        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if tp is bool:
         if not isinstance(value, bool):
             raise bad
@@ -244,7 +256,7 @@ def _unknown(key: str, known: Sequence[str], where: str) -> ConfigError:
     return ConfigError(f"unknown config key '{key}'{where}{hint}")
 
 
-def from_dict(data: dict[str, Any], where: str = "", root: type = Config):
+def from_dict(data: dict[str, Any], where: str = "", root: type = Config) -> Any:
     """Build a `root` config (Config or TrainJobConfig) from nested dicts ({section: {key: value}});
     unknown sections and keys raise ConfigError."""
     sections = {}
@@ -289,7 +301,7 @@ def _wants_text(section: str, name: str, root: type = Config) -> bool:
     return typing.get_origin(tp) is Literal and all(isinstance(a, str) for a in typing.get_args(tp))
 
 
-def load(path: str | Path | None, overrides: Sequence[str] = (), base=None, root: type = Config):
+def load(path: str | Path | None, overrides: Sequence[str] = (), base: Any = None, root: type = Config) -> Any:
     """Read a TOML job file (or start from `base`, or the defaults) and apply `--set` overrides.
     `root` is Config (searches) or TrainJobConfig (python -m bqnn.train)."""
     data: dict[str, dict[str, Any]] = to_dict(base) if base is not None else {}
@@ -328,6 +340,15 @@ RUNTIME_KEYS = frozenset({
 })
 
 
+def check_schedule(stages: Sequence[Sequence[float]]) -> None:
+    """Raise ValueError unless `stages` is a non-empty [[epsilon in [0, 1], iterations >= 1], ...]."""
+    if not stages:
+        raise ValueError("search.schedule is empty: give [[epsilon, iterations], ...]")
+    for eps, count in stages:
+        if not 0.0 <= eps <= 1.0 or count < 1:
+            raise ValueError(f"search.schedule entry [{eps}, {count}]: epsilon must be in [0, 1], iterations >= 1")
+
+
 def diff(a: Config, b: Config) -> list[str]:
     """Keys (section.key) whose values differ."""
     da, db = to_dict(a), to_dict(b)
@@ -337,10 +358,8 @@ def diff(a: Config, b: Config) -> list[str]:
 def check(cfg: Config) -> None:
     """Cross-field checks that a wrong value would otherwise hit deep inside a run."""
     s = cfg.search
-    from .agent import EpsilonSchedule
-
     try:
-        EpsilonSchedule(s.schedule)
+        check_schedule(s.schedule)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     positive = {
@@ -376,19 +395,18 @@ def check(cfg: Config) -> None:
         if s.dispatch == "async":
             raise ConfigError("config key search.dispatch: pnas trains whole rounds (its predictor is refit between "
                               "them); use dispatch = \"batch\"")
-    from .strategies import STRATEGIES
+    if s.strategy not in STRATEGY_NAMES:
+        raise ConfigError(f"config key search.strategy: unknown strategy {s.strategy!r} "
+                          f"(known: {', '.join(STRATEGY_NAMES)})")
 
-    if s.strategy not in STRATEGIES:
-        raise ConfigError(f"config key search.strategy: unknown strategy {s.strategy!r} (known: {', '.join(STRATEGIES)})")
 
-
-def to_dict(cfg) -> dict[str, dict[str, Any]]:
+def to_dict(cfg: Any) -> dict[str, dict[str, Any]]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def to_json(cfg) -> str:
+def to_json(cfg: Any) -> str:
     return json.dumps(to_dict(cfg), sort_keys=True)
 
 
-def from_json(text: str, root: type = Config):
+def from_json(text: str, root: type = Config) -> Any:
     return from_dict(json.loads(text), " in the stored config", root)

@@ -18,7 +18,8 @@ import json
 import math
 import sys
 
-from .nsc import NAMED_BLOCKS, NSCError, canonical_hash, format_nsc, parse
+from .blocks.canon import canonical_hash
+from .blocks.code import NAMED_BLOCKS, NSCError, format_nsc, parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,14 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.channels, args.hw, args.in_channels or 1) < 1:
         print("bqnn.describe: error: --channels, --hw and --in-channels must be positive", file=sys.stderr)
         return 2
-    from .metrics import block_metrics
+    from .blocks.cost import block_metrics
 
     out = {"valid": True, "nsc": format_nsc(nsc), "hash": canonical_hash(nsc)}
     out.update(block_metrics(nsc, args.channels, args.hw, args.in_channels))
     if args.network:
+        from .blocks.cost import network_cost
+        from .blocks.reward import PRESETS
         from .config import NetworkConfig, RewardConfig
-        from .network import network_cost
-        from .reward import PRESETS
 
         imagenet = args.network == "imagenet"
         filters = (tuple(int(f) for f in args.filters.split(",")) if args.filters
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         out["network"] = {
             "framework": args.network, "blocks_per_stage": n, "filters": list(filters), "image_size": size,
             "classes": args.classes, "params": cost.params, "flops": cost.flops,
-            "penalty": {name: {"flops_term": mu * math.log(cost.flops / unit), "density_term": rho * math.log(out["density"])}
+            "penalty": {name: {"flops_term": mu * math.log(cost.flops / unit),
+                               "density_term": rho * math.log(out["density"])}
                         for name, (mu, rho) in PRESETS.items() if name != "accuracy"},
         }
     print(json.dumps(out))

@@ -17,17 +17,22 @@ existing checkpoint is never overwritten by a fresh search.
 Progress: one line per iteration with epsilon, mean and best reward of the
 iteration, candidates done/total, repeats, failures, elapsed time and ETA.
 Results: DIR/search.h5 (docs/hdf5.md); `python -m bqnn.report DIR` summarizes it.
+
+Roles are decided once, in `main`: ranks >= 1 run mpi/worker.py; rank 0 (or the one process) runs the loop
+of run/master.py with an executor. Rank 0 and simulated workers never import torch.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from . import checkpoint
+from .blocks.code import NSCError
 from .config import RUNTIME_KEYS, Config, ConfigError, diff, from_json, load
-from .data import DataError
-from .nsc import NSCError
+from .data.errors import DataError
+from .run import checkpoint
+from .signals import StopFlag
 
 PROG = "bqnn.search"
 
@@ -67,18 +72,18 @@ def resolve(args: argparse.Namespace) -> tuple[Config, checkpoint.SearchState | 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from .mpi import world  # roles are decided once, here
+    from .mpi.launch import world  # roles are decided once, here
 
     comm = world()
     if comm is not None and comm.Get_rank() != 0:
-        from .worker import run_worker
+        from .mpi.worker import run_worker
 
-        return run_worker(comm)
+        return int(run_worker(comm))
     try:
         cfg, state, warning = resolve(args)
     except (ConfigError, checkpoint.CheckpointError, NSCError, ValueError) as e:
         if comm is not None:
-            from .mpi_executor import abort_workers
+            from .mpi.manager import abort_workers
 
             abort_workers(comm)
         return _fail(str(e))
@@ -87,21 +92,29 @@ def main(argv: list[str] | None = None) -> int:
     return run_master(cfg, args.out, state, comm)
 
 
-def run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm) -> int:
-    from .master import InlineExecutor, Master, StopFlag, WorkerStartupError
-
+def run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any) -> int:
     stop = StopFlag()
     stop.install()
-    executor = None
+    try:
+        return _run_master(cfg, out, state, comm, stop)
+    finally:
+        stop.restore()
+
+
+def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any, stop: StopFlag) -> int:
+    from .blocks import budget
+    from .run.executor import Executor, InlineExecutor, WorkerStartupError
+    from .run.master import Master
+
+    executor: Executor | None = None
     try:
         if comm is None or comm.Get_size() == 1:
-            from .trainer import make_trainer, resolve_device
+            from .training.factory import make_trainer
 
-            device = resolve_device(cfg.trainer.device)
-            executor = InlineExecutor(make_trainer(cfg, device), stop)
-            where = f"training in this process on {device}" if cfg.trainer.kind == "real" else "simulated trainer"
+            trainer, where = make_trainer(cfg)
+            executor = InlineExecutor(trainer, stop)
         else:
-            from .mpi_executor import MPIExecutor
+            from .mpi.manager import MPIExecutor
 
             executor = MPIExecutor(comm, cfg, stop)
             where = f"{comm.Get_size() - 1} workers, {cfg.search.dispatch} dispatch"
@@ -110,20 +123,21 @@ def run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm
         if executor is not None:
             executor.shutdown(2)
         elif comm is not None and comm.Get_size() > 1:
-            from .mpi_executor import abort_workers
+            from .mpi.manager import abort_workers
 
             abort_workers(comm)
         return _fail(str(e))
-    from . import limits
 
     total = master.strategy.planned_candidates(master.n)
     shape = (f"{master.total} iterations x {master.n} blocks" if master.strategy.fixed_size
              else f"{master.total} rounds")
     print(f"bqnn search: {master.strategy.name}, {shape} ({total} candidates), world size {executor.world_size} "
-          f"({where}), output {out}" + (f", limits: {limits.describe(cfg.limits)}" if limits.active(cfg.limits) else ""),
+          f"({where}), output {out}"
+          + (f", limits: {budget.describe(cfg.limits)}" if budget.active(cfg.limits) else ""),
           flush=True)
     if state is not None:
-        print(f"resuming at iteration {min(master.iteration + 1, master.total)}/{master.total}: {len(master.records)} candidates "
+        print(f"resuming at iteration {min(master.iteration + 1, master.total)}/{master.total}: "
+              f"{len(master.records)} candidates "
               f"done, {len(master.resume_inflight)} to train again (run {master.runs})", flush=True)
     code = 2
     try:

@@ -5,9 +5,10 @@ Used as a library: `from bqnn.stats import spearman`.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 
-def spearman(a, b) -> float | None:
+def spearman(a: npt.ArrayLike, b: npt.ArrayLike) -> float | None:
     """Spearman rank correlation (average ranks for ties); None for fewer than two points or a constant."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2:

@@ -58,6 +58,33 @@ def rank_pids(out: Path) -> dict[int, int]:
     return found
 
 
+# simulated candidates on the smallest networks: what the in-process strategy and budget tests search with
+SIM_SMALL_NET = ["trainer.kind=simulated", "network.blocks_per_stage=1", "network.filters=[8,16,32]"]
+
+
+def search_in_process(tmp_path: Path, name: str, sets: list[str], config: str = "/dev/null"):
+    """bqnn.search's main() in this process with `--set` overrides; (state, candidates by id, its output)."""
+    import contextlib
+    import io
+
+    import numpy as np
+
+    from bqnn.run import checkpoint
+    from bqnn.search import main
+
+    out = tmp_path / name
+    args = ["--config", config, "--out", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(args)
+    assert code == 0, buf.getvalue()
+    state, _, _ = checkpoint.load(out)
+    c = state.candidates
+    return state, c[np.argsort(c["id"], kind="stable")], buf.getvalue()
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
     import time
 
@@ -77,7 +104,7 @@ def sigkill_and_resume(out: Path, args: tuple[str, ...], kills: int = 3, n: int 
     import signal
     import time
 
-    from bqnn import checkpoint
+    from bqnn.run import checkpoint
 
     h5 = out / "search.h5"
     rng = random.Random(int(time.time()))
@@ -88,7 +115,7 @@ def sigkill_and_resume(out: Path, args: tuple[str, ...], kills: int = 3, n: int 
         if attempt == kills:
             assert p.wait(timeout=180) == 0, p.stderr.read()
             break
-        assert wait_for(lambda: h5.exists() and h5.stat().st_mtime_ns != before, 60)
+        assert wait_for(lambda before=before: h5.exists() and h5.stat().st_mtime_ns != before, 60)
         time.sleep(rng.uniform(0.05, latest))
         if p.poll() is not None:  # finished before the kill
             assert p.returncode == 0, p.stderr.read()

@@ -1,51 +1,25 @@
-"""Search strategies behind one interface (`base.Strategy`).
+"""Who proposes blocks: the search strategies behind one interface (`base.Strategy`), registered by name.
 
-Used as a library: `make_strategy(config)` returns the strategy named by
-`search.strategy`; an unknown name raises ValueError listing the known ones.
+Used as a library: `make_strategy(config)` returns the strategy named by `search.strategy`; an unknown
+name raises ValueError listing the known ones. numpy only.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from ..blocks.space import Space
+from ..config import STRATEGY_NAMES, Config
+from . import pnas, qlearning, random_search  # noqa: F401  (each registers its class)
+from .base import REGISTRY, Strategy
 
-from ..agent import EpsilonSchedule
-from ..space import Space
-from .base import Strategy
-from .pnas import PNASStrategy
-from .qlearning import QLearningStrategy
-from .random_search import RandomStrategy
-
-if TYPE_CHECKING:
-    from ..config import Config
+# In the config's order; a name the config admits but no class registered fails here, at import.
+STRATEGIES: dict[str, type[Strategy]] = {name: REGISTRY[name] for name in STRATEGY_NAMES}
 
 
-def _qlearning(cfg: "Config", space: Space, schedule: EpsilonSchedule) -> Strategy:
-    s = cfg.search
-    return QLearningStrategy(space, schedule, s.seed, s.alpha, s.gamma, s.q_init, s.shaped_reward,
-                             s.replay_samples, s.blocks_per_iteration)
-
-
-def _random(cfg: "Config", space: Space, schedule: EpsilonSchedule) -> Strategy:
-    return RandomStrategy(space, schedule, cfg.search.seed)
-
-
-def _pnas(cfg: "Config", space: Space, schedule: EpsilonSchedule) -> Strategy:
-    return PNASStrategy(space, cfg.pnas, cfg.search.seed)
-
-
-STRATEGIES: dict[str, Callable[["Config", Space, EpsilonSchedule], Strategy]] = {
-    "qlearning": _qlearning,
-    "random": _random,
-    "pnas": _pnas,
-}
-
-
-def make_strategy(cfg: "Config") -> Strategy:
+def make_strategy(cfg: Config) -> Strategy:
     try:
-        factory = STRATEGIES[cfg.search.strategy]
+        cls = STRATEGIES[cfg.search.strategy]
     except KeyError:
         raise ValueError(f"unknown search.strategy {cfg.search.strategy!r} (known: {', '.join(STRATEGIES)})") from None
-    space = Space(cfg.space.max_index, cfg.space.start_identity)
-    return factory(cfg, space, EpsilonSchedule(tuple(cfg.search.schedule)))
+    return cls.from_config(cfg, Space(cfg.space.max_index, cfg.space.start_identity))
 
 
-__all__ = ["Strategy", "make_strategy", "STRATEGIES"]
+__all__ = ["STRATEGIES", "Strategy", "make_strategy"]

@@ -1,7 +1,8 @@
-"""The interface every search strategy implements, so that the master, the
-checkpoint and the report never know which one runs.
+"""The interface every search strategy implements, and the registry of strategies by name, so that the
+master, the checkpoint and the report never know which one runs.
 
-Used as a library: `bqnn.strategies.make_strategy(config)`.
+Used as a library: `bqnn.strategies.make_strategy(config)`; a strategy class registers itself with
+`@register` under its `name` and builds itself from a config with `from_config`.
 
 The master calls, per iteration i: `propose(i, n)` for the blocks to evaluate
 (n = search.blocks_per_iteration; a strategy whose iterations differ in size, such as PNAS's
@@ -15,15 +16,26 @@ after a restart: plain numpy arrays and JSON-able attributes, never pickles.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any, TypeVar
 
 import numpy as np
 
-from ..nsc import NSC
+from ..blocks.code import NSC
+from ..blocks.space import Space
+from ..config import Config
+
+Arrays = dict[str, np.ndarray]
+Attrs = dict[str, Any]
 
 
 class Strategy(ABC):
     name: str = ""
     fixed_size: bool = True  # every iteration proposes exactly n blocks (async dispatch needs it)
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: Config, space: Space) -> Strategy:
+        """The strategy as `cfg` configures it, over `space`."""
 
     @property
     @abstractmethod
@@ -55,7 +67,19 @@ class Strategy(ABC):
         return None
 
     @abstractmethod
-    def state(self) -> tuple[dict[str, np.ndarray], dict]: ...
+    def state(self) -> tuple[Arrays, Attrs]: ...
 
     @abstractmethod
-    def load_state(self, arrays: dict[str, np.ndarray], attrs: dict) -> None: ...
+    def load_state(self, arrays: Arrays, attrs: Attrs) -> None: ...
+
+
+REGISTRY: dict[str, type[Strategy]] = {}
+S = TypeVar("S", bound=type[Strategy])
+
+
+def register(cls: S) -> S:
+    """Class decorator: make `cls` available as `search.strategy = cls.name`."""
+    if not cls.name or cls.name in REGISTRY:
+        raise ValueError(f"strategy name {cls.name!r} is empty or taken")
+    REGISTRY[cls.name] = cls
+    return cls

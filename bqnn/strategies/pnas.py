@@ -24,17 +24,23 @@ import json
 
 import numpy as np
 
-from ..config import PNASConfig
-from ..nsc import NSC, Layer, canonical_hash, from_array, terminal, to_array
-from ..space import Space
+from ..blocks.canon import canonical_hash
+from ..blocks.code import NSC, Layer, from_array, terminal, to_array
+from ..blocks.space import Space
+from ..config import Config, PNASConfig
 from ..stats import spearman
-from .base import Strategy
+from .base import Arrays, Attrs, Strategy, register
 from .predictor import Predictor, features
 
 
+@register
 class PNASStrategy(Strategy):
     name = "pnas"
     fixed_size = False
+
+    @classmethod
+    def from_config(cls, cfg: Config, space: Space) -> PNASStrategy:
+        return cls(space, cfg.pnas, cfg.search.seed)
 
     def __init__(self, space: Space, cfg: PNASConfig, seed: int) -> None:
         self.space, self.cfg = space, cfg
@@ -78,7 +84,7 @@ class PNASStrategy(Strategy):
         return out
 
     def _expansions(self) -> dict[str, NSC]:
-        out = []
+        out: list[NSC] = []
         for b in self.beam:
             rows = b[:-1]  # without the terminal
             size = len(rows)
@@ -128,7 +134,7 @@ class PNASStrategy(Strategy):
         mi = self.space.max_index
         return np.stack([to_array(b, mi) for b in blocks]) if blocks else np.zeros((0, mi, 5), np.int16)
 
-    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+    def state(self) -> tuple[Arrays, Attrs]:
         arrays = {
             "beam_nsc": self._stack(self.beam),
             "data_nsc": self._stack(self.data_nsc),
@@ -141,7 +147,7 @@ class PNASStrategy(Strategy):
         observed = [self.proposed.index(b) for b in self.observed]
         return arrays, {"observed": json.dumps(observed)}
 
-    def load_state(self, arrays: dict[str, np.ndarray], attrs: dict) -> None:
+    def load_state(self, arrays: Arrays, attrs: Attrs) -> None:
         mi = self.space.max_index
         blocks = lambda a: [from_array(r, mi) for r in a]  # noqa: E731
         self.beam = blocks(arrays["beam_nsc"])
@@ -152,7 +158,7 @@ class PNASStrategy(Strategy):
         self.predicted = arrays["proposed_prediction"].tolist()
         self.correlation = arrays["round_spearman"].tolist()
         self.trained = {canonical_hash(b) for b in self.data_nsc} | {canonical_hash(b) for b in self.proposed}
-        rewards = dict(zip(self.data_nsc, self.data_reward))
+        rewards = dict(zip(self.data_nsc, self.data_reward, strict=True))
         self.observed = {self.proposed[i]: rewards[self.proposed[i]] for i in json.loads(attrs["observed"])}
         self.predictor.load(arrays)
 

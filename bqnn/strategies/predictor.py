@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nsc import NSC, Op, graph
+from ..blocks.code import NSC, Op
+from ..blocks.graph import graph
 
 KINDS = [(1, 1), (1, 3), (1, 5), (2, 1), (2, 3), (3, 1), (3, 3), (4, 0), (5, 0), (6, 0)]
 _KIND = {k: i for i, k in enumerate(KINDS)}

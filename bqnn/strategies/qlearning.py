@@ -15,14 +15,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..agent import EpsilonSchedule, QLearningAgent
-from ..nsc import NSC, from_array, to_array
-from ..space import Space
-from .base import Strategy
+from ..blocks.code import NSC, from_array, to_array
+from ..blocks.space import Space
+from ..config import Config
+from .base import Arrays, Attrs, Strategy, register
+from .qtable import EpsilonSchedule, QLearningAgent
 
 
+@register
 class QLearningStrategy(Strategy):
     name = "qlearning"
+
+    @classmethod
+    def from_config(cls, cfg: Config, space: Space) -> QLearningStrategy:
+        s = cfg.search
+        return cls(space, EpsilonSchedule(tuple(s.schedule)), s.seed, s.alpha, s.gamma, s.q_init, s.shaped_reward,
+                   s.replay_samples, s.blocks_per_iteration)
 
     def __init__(self, space: Space, schedule: EpsilonSchedule, seed: int, alpha: float, gamma: float,
                  q_init: float | None, shaped: bool, replay_samples: int, calibration_size: int) -> None:
@@ -69,7 +77,7 @@ class QLearningStrategy(Strategy):
     def best_guess(self) -> NSC | None:
         return self.agent.greedy_block() if self.calibrated else None
 
-    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+    def state(self) -> tuple[Arrays, Attrs]:
         mi = self.space.max_index
         arrays = self.agent.state_arrays(mi)
         arrays["pending_nsc"] = (np.stack([to_array(b, mi) for b, _ in self.pending]) if self.pending
@@ -78,9 +86,9 @@ class QLearningStrategy(Strategy):
         attrs = dict(self.agent.state_attrs(), q_init=self.agent.q_init, calibrated=int(self.calibrated))
         return arrays, attrs
 
-    def load_state(self, arrays: dict[str, np.ndarray], attrs: dict) -> None:
+    def load_state(self, arrays: Arrays, attrs: Attrs) -> None:
         self.agent.load_state(arrays, attrs)
         self.agent.q_init = float(attrs["q_init"])
         self.calibrated = bool(int(attrs["calibrated"]))
         self.pending = [(from_array(b, self.space.max_index), float(r))
-                        for b, r in zip(arrays["pending_nsc"], arrays["pending_reward"].tolist())]
+                        for b, r in zip(arrays["pending_nsc"], arrays["pending_reward"].tolist(), strict=True)]

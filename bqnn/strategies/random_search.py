@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
+from ..blocks.code import NSC
+from ..blocks.space import Space
+from ..config import Config
+from .base import Arrays, Attrs, Strategy, register
+from .qtable import EpsilonSchedule, QLearningAgent
 
-from ..agent import EpsilonSchedule, QLearningAgent
-from ..nsc import NSC
-from ..space import Space
-from .base import Strategy
 
-
+@register
 class RandomStrategy(Strategy):
     name = "random"
+
+    @classmethod
+    def from_config(cls, cfg: Config, space: Space) -> RandomStrategy:
+        return cls(space, EpsilonSchedule(tuple(cfg.search.schedule)), cfg.search.seed)
 
     def __init__(self, space: Space, schedule: EpsilonSchedule, seed: int) -> None:
         self.schedule = schedule
@@ -39,8 +43,8 @@ class RandomStrategy(Strategy):
     def end_iteration(self, iteration: int) -> None:
         pass
 
-    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+    def state(self) -> tuple[Arrays, Attrs]:
         return {}, {"rng_sample": json.dumps(self.sampler.rng.bit_generator.state)}
 
-    def load_state(self, arrays: dict[str, np.ndarray], attrs: dict) -> None:
+    def load_state(self, arrays: Arrays, attrs: Attrs) -> None:
         self.sampler.rng.bit_generator.state = json.loads(attrs["rng_sample"])

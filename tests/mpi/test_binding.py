@@ -7,8 +7,8 @@ from tests.conftest import MPIEXEC, ROOT, needs_mpiexec
 
 SCRIPT = """
 import json
-from bqnn.mpi import world, worker_slot
-from bqnn.trainer import resolve_device
+from bqnn.mpi.launch import world, worker_slot
+from bqnn.training.device import resolve_device
 comm = world()
 index, per_node = worker_slot(comm)
 row = {"rank": comm.Get_rank(), "index": index, "per_node": per_node,

@@ -9,10 +9,18 @@ import h5py
 import numpy as np
 import pytest
 
-from bqnn import checkpoint
-from bqnn.protocol import Status
-from tests.conftest import (needs_fashion, needs_mpiexec, mpi_search, rank_pids, run_module, sigkill_and_resume,
-                            start_mpi_search, wait_for)
+from bqnn.run import checkpoint
+from bqnn.training.result import Status
+from tests.conftest import (
+    mpi_search,
+    needs_fashion,
+    needs_mpiexec,
+    rank_pids,
+    run_module,
+    sigkill_and_resume,
+    start_mpi_search,
+    wait_for,
+)
 
 pytestmark = needs_mpiexec
 
@@ -21,7 +29,8 @@ SIM = ["--config", "/dev/null", "--set", "trainer.kind=simulated", "--set", "sea
        "--set", "search.schedule=[[1.0, 3], [0.6, 2], [0.2, 2], [0.1, 2]]"]
 TOTAL = 9 * 8
 
-TINY_REAL = ["--config", "/dev/null", "--set", "search.blocks_per_iteration=4", "--set", "search.schedule=[[1.0, 1], [0.1, 1]]",
+TINY_REAL = ["--config", "/dev/null", "--set", "search.blocks_per_iteration=4",
+             "--set", "search.schedule=[[1.0, 1], [0.1, 1]]",
              "--set", "space.max_index=5", "--set", "network.blocks_per_stage=1", "--set", "network.filters=[8,16,32]",
              "--set", "data.train_subset=1000", "--set", "data.val_size=300", "--set", "data.resize=14",
              "--set", "trainer.epochs=2", "--set", "trainer.batch_size=64", "--set", "trainer.lr_step=1"]

@@ -3,9 +3,9 @@ resumed ends with the same beam, results and predictor as an uninterrupted one."
 import h5py
 import numpy as np
 
-from bqnn import checkpoint
-from bqnn.protocol import Status
-from tests.conftest import needs_mpiexec, mpi_search, sigkill_and_resume
+from bqnn.run import checkpoint
+from bqnn.training.result import Status
+from tests.conftest import mpi_search, needs_mpiexec, sigkill_and_resume
 
 pytestmark = needs_mpiexec
 

@@ -41,7 +41,7 @@ import sys, json, torch
 from pathlib import Path
 from torch import nn
 from bqnn import train
-from bqnn.dist import setup
+from bqnn.train import setup
 
 class FrozenBN(nn.Module):  # batch norm with fixed statistics: no dependence on how a batch is split
     def __init__(self, bn):

@@ -7,11 +7,9 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 from tests.conftest import FASHION, ROOT, run_module, wait_for
@@ -68,7 +66,8 @@ def jobs(cluster, tmp_path_factory):
     j = {}
     # a search that is requeued while it runs (about 40 s of simulated training)
     d = base / "requeue"
-    j["requeue"] = (cluster.sbatch(*small(d), str(SLURM / "search.sbatch"), str(job_file(d, sim=0.4, explore=6, exploit=4)),
+    j["requeue"] = (cluster.sbatch(*small(d), str(SLURM / "search.sbatch"),
+                                   str(job_file(d, sim=0.4, explore=6, exploit=4)),
                                    str(d / "out")), d)
     # a search whose 1-minute time limit falls mid-search (about 100 s of simulated training)
     d = base / "timelimit"

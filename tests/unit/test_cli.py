@@ -21,7 +21,7 @@ def test_simulated_search_and_report(tmp_path):
     out = tmp_path / "run"
     r = run_module("bqnn.search", "--config", _write_job(tmp_path), "--out", str(out), *SIM)
     assert r.returncode == 0, r.stderr
-    lines = [l for l in r.stdout.splitlines() if l.startswith("iter ")]
+    lines = [line for line in r.stdout.splitlines() if line.startswith("iter ")]
     assert len(lines) == 7
     assert "eps 1.00" in lines[0] and "eps 0.10" in lines[-1] and "ETA" in lines[0] and "elapsed" in lines[0]
     assert "candidates 56/56" in lines[-1]
@@ -58,9 +58,11 @@ def test_repeats_are_answered_from_the_cache_and_still_update(tmp_path):
 
 
 def test_unknown_set_key_is_one_line_and_exit_2(tmp_path):
-    r = run_module("bqnn.search", "--config", _write_job(tmp_path), "--out", str(tmp_path / "o"), "--set", "trainer.epoch=3")
+    r = run_module("bqnn.search", "--config", _write_job(tmp_path), "--out", str(tmp_path / "o"),
+                   "--set", "trainer.epoch=3")
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == ["bqnn.search: error: unknown config key 'trainer.epoch' in --set (did you mean 'trainer.epochs'?)"]
+    assert r.stderr.strip().splitlines() == [
+        "bqnn.search: error: unknown config key 'trainer.epoch' in --set (did you mean 'trainer.epochs'?)"]
     assert not (tmp_path / "o" / "search.h5").exists()
 
 
@@ -68,7 +70,8 @@ def test_missing_dataset_directory_is_one_line_and_exit_2(tmp_path):
     r = run_module("bqnn.search", "--config", _write_job(tmp_path), "--out", str(tmp_path / "o"),
                    "--set", f"data.root={tmp_path}/no-such-dir")
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"bqnn.search: error: dataset directory {tmp_path}/no-such-dir does not exist"]
+    assert r.stderr.strip().splitlines() == [
+        f"bqnn.search: error: dataset directory {tmp_path}/no-such-dir does not exist"]
     r = run_module("bqnn.search", "--config", _write_job(tmp_path), "--out", str(tmp_path / "o"),
                    "--set", "data.dataset=cifar100")
     assert r.returncode == 2 and "data.root must name the directory of CIFAR-100" in r.stderr
@@ -83,11 +86,13 @@ def test_missing_config_and_bad_toml(tmp_path):
 
 
 def test_describe_contract():
-    r = run_module("bqnn.describe", "[(1,4,0,0,0),(2,1,3,1,0),(3,1,3,2,0),(4,5,0,1,3),(5,7,0,0,0)]", "--channels", "32", "--hw", "32")
+    r = run_module("bqnn.describe", "[(1,4,0,0,0),(2,1,3,1,0),(3,1,3,2,0),(4,5,0,1,3),(5,7,0,0,0)]",
+                   "--channels", "32", "--hw", "32")
     assert r.returncode == 0
     d = json.loads(r.stdout)
     assert d["valid"] is True
-    assert (d["nodes"], d["edges"], d["density"], d["params"], d["flops"], d["leaves"]) == (6, 6, 1.0, 18560, 37978112, [4])
+    assert (d["nodes"], d["edges"], d["density"], d["params"], d["flops"], d["leaves"]) == \
+        (6, 6, 1.0, 18560, 37978112, [4])
     r = run_module("bqnn.describe", "inception-like", "--channels", "32", "--hw", "32", "--network", "cifar")
     d = json.loads(r.stdout)
     assert d["params"] == 41344 and d["network"]["params"] == 3434500
@@ -115,7 +120,8 @@ def test_real_search_on_a_fashion_mnist_subset(tmp_path):
     out = tmp_path / "real"
     r = run_module("bqnn.search", "--config", _write_job(tmp_path), "--out", str(out),
                    "--set", "search.blocks_per_iteration=3", "--set", "search.schedule=[[1.0, 1], [0.1, 1]]",
-                   "--set", "space.max_index=5", "--set", "network.blocks_per_stage=1", "--set", "network.filters=[8,16,32]",
+                   "--set", "space.max_index=5", "--set", "network.blocks_per_stage=1",
+                   "--set", "network.filters=[8,16,32]",
                    "--set", "data.train_subset=1000", "--set", "data.val_size=300", "--set", "data.resize=14",
                    "--set", "trainer.epochs=2", "--set", "trainer.batch_size=64", "--set", "trainer.lr_step=1")
     assert r.returncode == 0, r.stderr

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from bqnn.agent import PAPER_SCHEDULE
 from bqnn.config import Config, ConfigError, diff, from_json, load, to_json
+from bqnn.strategies.qtable import PAPER_SCHEDULE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -12,7 +12,8 @@ def test_defaults_are_the_papers():
     c = Config()
     assert c.search.schedule == PAPER_SCHEDULE and c.search.blocks_per_iteration == 64
     assert (c.search.alpha, c.search.gamma, c.search.replay_samples) == (0.01, 1.0, 64)
-    assert (c.trainer.epochs, c.trainer.batch_size, c.trainer.lr, c.trainer.lr_decay, c.trainer.lr_step) == (12, 256, 1e-3, 0.2, 5)
+    assert (c.trainer.epochs, c.trainer.batch_size, c.trainer.lr, c.trainer.lr_decay, c.trainer.lr_step) == \
+        (12, 256, 1e-3, 0.2, 5)
     assert (c.trainer.restart_lr_factor, c.trainer.max_restarts) == (0.4, 3)
     assert (c.space.max_index, c.network.blocks_per_stage, c.network.filters) == (23, 4, (32, 64, 128))
 
@@ -26,7 +27,8 @@ def test_shipped_job_files_load(job):
 def test_overrides_and_types(tmp_path):
     job = tmp_path / "j.toml"
     job.write_text('[trainer]\nepochs = 3\n[network]\nfilters = [8, 16]\n')
-    cfg = load(job, ["trainer.epochs=5", "data.root=/scratch/my data", "search.q_init=40", "search.schedule=[[1.0, 2], [0.1, 1]]"])
+    cfg = load(job, ["trainer.epochs=5", "data.root=/scratch/my data", "search.q_init=40",
+                     "search.schedule=[[1.0, 2], [0.1, 1]]"])
     assert cfg.trainer.epochs == 5 and cfg.network.filters == (8, 16) and cfg.data.root == "/scratch/my data"
     assert cfg.search.q_init == 40.0 and cfg.search.schedule == ((1.0, 2), (0.1, 1))
     assert diff(Config(), cfg) == ["search.schedule", "search.q_init", "network.filters", "data.root", "trainer.epochs"]
@@ -59,5 +61,6 @@ def test_bad_files(tmp_path):
         load(bad)
     unknown = tmp_path / "u.toml"
     unknown.write_text("[search]\nsede = 1\n")
-    with pytest.raises(ConfigError, match=r"unknown config key 'search.sede' in .*u.toml \(did you mean 'search.seed'\?\)"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown config key 'search.sede' in .*u.toml \(did you mean 'search.seed'\?\)"):
         load(unknown)

@@ -6,12 +6,13 @@ import shutil
 import h5py
 import pytest
 
-from bqnn.report import spearman
+from bqnn.stats import spearman
 from tests.conftest import run_module
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SIM = ["--config", "/dev/null", "--set", "trainer.kind=simulated", "--set", "search.blocks_per_iteration=8",
-       "--set", "space.max_index=7", "--set", "search.replay_samples=8", "--set", "search.schedule=[[1.0, 3], [0.3, 2], [0.1, 2]]"]
+       "--set", "space.max_index=7", "--set", "search.replay_samples=8",
+       "--set", "search.schedule=[[1.0, 3], [0.3, 2], [0.1, 2]]"]
 
 
 def valid_png(path) -> bool:
@@ -70,7 +71,8 @@ def test_verification_results_appear_in_the_report(two_runs, tmp_path):
     run = tmp_path / "q"
     shutil.copytree(two_runs / "qlearning", run)
     top = json.loads(run_module("bqnn.report", str(run), "--json", "--top", "4").stdout)["top"]
-    for k, (b, acc) in enumerate(zip(top, (91.0, 93.0, 90.0, 92.5)), 1):  # results as bqnn.train writes them
+    # results as bqnn.train writes them
+    for k, (b, acc) in enumerate(zip(top, (91.0, 93.0, 90.0, 92.5), strict=False), 1):
         d = run / "verify" / f"rank-{k:03d}"
         d.mkdir(parents=True)
         (d / "result.json").write_text(json.dumps({

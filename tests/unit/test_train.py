@@ -32,7 +32,7 @@ def test_two_epochs_reach_well_above_chance(tmp_path):
     r = run_module("bqnn.train", "--block", "residual-like", "--out", str(tmp_path), *TINY,
                    "--set", "train.epochs=2", "--set", "train.milestones=[1]", "--set", "train.lr=0.05")
     assert r.returncode == 0, r.stderr
-    assert [l.startswith("epoch") for l in r.stdout.splitlines()].count(True) == 2
+    assert [line.startswith("epoch") for line in r.stdout.splitlines()].count(True) == 2
     res = json.loads((tmp_path / "result.json").read_text())
     assert res["best_val_accuracy"] > 40 and res["test_accuracy"] > 40  # chance is 10 %
     assert res["nsc"] == "[(1,4,0,0,0),(2,1,3,1,0),(3,1,3,2,0),(4,5,0,1,3),(5,7,0,0,0)]" and len(res["history"]) == 2

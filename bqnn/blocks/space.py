@@ -1,0 +1,110 @@
+"""The search space: which layers may come next from a state (Table 1).
+
+Used as a library (by the agent and the strategies); no torch.
+
+A state is the last layer written, as an NSC `Layer`; the start state is
+`START = (0,0,0,0,0)`. From a state with index i the legal actions are every
+valid layer with index i+1 plus the terminal (i+1,7,0,0,0); at index
+`max_index` only the terminal is left. Because legality depends only on the
+index, the action lists are built once per index and cached.
+
+Choices where the paper is silent (docs/choices.md):
+- `start_identity` (default True): layer 1 is always (1,4,0,0,0), as in both
+  worked examples and the AAAI text ("we start block with the identity layer");
+  it is what lets later layers reach the block input (residual connections).
+  With False, layer 1 may be any single-input op reading the input.
+- Add and concat are offered once per unordered pair of inputs (pred1 < pred2);
+  the reversed pair is the same block (same canonical hash) and would otherwise
+  double their share of random exploration.
+- The terminal is not offered at index 1 (an empty block).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from .code import MAX_INDEX, OPS, Layer, NSCError, Op, terminal
+
+START = Layer(0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Space:
+    max_index: int = MAX_INDEX
+    start_identity: bool = True
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.max_index < 2:
+            raise NSCError(f"max_index must be at least 2 (one layer and the terminal), got {self.max_index}")
+
+    def layers_at(self, index: int) -> tuple[Layer, ...]:
+        """All legal non-terminal layers with this index."""
+        if index in self._cache:
+            return self._cache[index]
+        out: list[Layer] = []
+        if 1 <= index < self.max_index:
+            if index == 1:
+                if self.start_identity:
+                    out.append(Layer(1, int(Op.IDENTITY), 0, 0, 0))
+                else:
+                    for op, spec in OPS.items():
+                        if spec.arity == 1:
+                            out.extend(Layer(1, int(op), k, 0, 0) for k in spec.kernels)
+            else:
+                for op, spec in OPS.items():
+                    if spec.arity == 1:
+                        out.extend(Layer(index, int(op), k, p, 0) for k in spec.kernels for p in range(1, index))
+                    elif spec.arity == 2:
+                        out.extend(
+                            Layer(index, int(op), 0, p1, p2) for p1 in range(1, index) for p2 in range(p1 + 1, index)
+                        )
+        self._cache[index] = tuple(out)
+        return self._cache[index]
+
+    def actions(self, state: Layer) -> tuple[Layer, ...]:
+        """Legal next layers from `state`, terminal included (last)."""
+        nxt = state.index + 1
+        key = ("actions", nxt)
+        if key not in self._cache:
+            acts = self.layers_at(nxt)
+            if nxt >= 2:
+                acts = acts + (terminal(nxt),)
+            self._cache[key] = acts
+        return self._cache[key]
+
+    def n_actions(self, state: Layer) -> int:
+        return len(self.actions(state))
+
+    @cached_property
+    def size_hint(self) -> int:
+        """Number of (state, action) pairs; the Q-table's upper bound."""
+        total = len(self.actions(START))
+        for i in range(1, self.max_index):
+            total += len(self.layers_at(i)) * len(self.actions(Layer(i, 0, 0, 0, 0)))
+        return total
+
+    def blocks(self, max_size: int | None = None) -> Iterator[tuple[Layer, ...]]:
+        """Every block of the space with at most `max_size` layers (terminal not counted), depth first.
+        Exhaustive, so only for small spaces: 4,472 codes (2,356 distinct blocks) at max_index 5."""
+        limit = min(max_size or self.max_index - 1, self.max_index - 1)
+
+        def grow(rows: tuple[Layer, ...]) -> Iterator[tuple[Layer, ...]]:
+            i = len(rows)
+            if i >= 1 and (i >= 2 or not self.start_identity):
+                yield rows + (terminal(i + 1),)
+            if i < limit:
+                for layer in self.layers_at(i + 1):
+                    yield from grow(rows + (layer,))
+
+        yield from grow(())
+
+    def contains(self, nsc: tuple[Layer, ...]) -> bool:
+        """True if every transition of `nsc` is an action this space offers."""
+        state = START
+        for layer in nsc:
+            if layer not in self.actions(state):
+                return False
+            state = layer
+        return state.type == Op.TERMINAL

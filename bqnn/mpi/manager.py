@@ -1,0 +1,208 @@
+"""Rank 0's side of the MPI protocol: hands tasks to worker ranks and collects results.
+
+Used by search.py when the world size is above 1, as the search loop's executor (run/executor.py):
+
+    mpiexec -n 5 python -m bqnn.search --config JOB --out DIR     # rank 0 + 4 workers
+
+Start-up (collective, in this order on every rank): rank 0 broadcasts the
+resolved config as JSON (or None: workers exit 2; workers wait for it with naps,
+`launch.quiet_bcast`), then all ranks take part in
+the node layout (`launch.worker_slot`). Then workers pull: READY once, a RESULT
+after each task; rank 0 answers with a TASK or, at the end, STOP carrying the
+exit code; workers reply BYE and exit with it. A worker that cannot start
+(e.g. its dataset is missing) sends a RESULT with id -1 and the error; the
+search goes on without it, and fails with that one line if no worker is left.
+A worker that receives SIGTERM/SIGUSR1/SIGINT sends SIGNAL(signum) so that the
+whole job checkpoints and stops, whichever rank got the signal.
+
+Rank 0 waits with MPI_Iprobe and short sleeps, never a blocking receive, which
+in MPICH spins a core that the workers on the same node need: naps of 50-100 us
+for 0.2 s after the last message, then doubling up to 10 ms (an idle rank 0
+wakes ~100 times a second). A task goes to the most recently ready
+worker, which is still polling fast. Per-rank busy time (task sent -> result
+received) and idle time (ready -> task sent) give the utilization.
+"""
+from __future__ import annotations
+
+import socket
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from ..blocks.code import to_array
+from ..config import Config, to_json
+from ..run.executor import Done, Task, WorkerStartupError
+from ..signals import StopFlag
+from ..training.result import Status, TrainResult
+from .backoff import MASTER_WINDOW, Backoff, precise_naps
+from .launch import quiet_bcast, worker_slot
+from .wire import RESULT_DTYPE, Tag, task_dtype
+
+EMPTY = bytearray(0)
+
+
+def abort_workers(comm: Any) -> None:
+    """Rank 0 could not start the search: tell the workers (waiting in the config broadcast) to exit."""
+    quiet_bcast(comm, None)
+
+
+class MPIExecutor:
+    def __init__(self, comm: Any, cfg: Config, stop: StopFlag) -> None:
+        self.comm = comm
+        self.world_size = comm.Get_size()
+        self.stop = stop
+        self.max_index = cfg.space.max_index
+        precise_naps()
+        quiet_bcast(comm, to_json(cfg))
+        worker_slot(comm)  # collective with the workers' call
+        self.queue: deque[Task] = deque()
+        self.ready: deque[int] = deque()  # ranks waiting for a task, most recently ready last
+        self.pending: dict[int, Task] = {}  # rank -> the task it is training
+        self.live = set(range(1, self.world_size))  # workers that can train
+        self.connected = set(self.live)  # workers still running (no BYE yet): all must get STOP
+        self.failed_start: dict[int, str] = {}
+        now = time.perf_counter()
+        self.busy = {r: 0.0 for r in self.live}
+        self.idle = {r: 0.0 for r in self.live}
+        self.since: dict[int, float] = {}  # rank -> when it became ready or was sent its task
+        self.waiting_for_task = 0.0  # idle split: ready -> task sent (rank 0 had no task or was busy) ...
+        self.in_transit = 0.0  # ... and task sent -> result received, less the training (messages, naps)
+        self.task_buf = np.zeros(1, task_dtype(self.max_index))
+        self.result_buf = np.zeros(1, RESULT_DTYPE)
+        self.signal_buf = np.zeros(1, np.int32)
+        self.t0 = now
+        self.started: float | None = None
+        self.startup = 0.0  # seconds from start-up to the first task (imports, data loading)
+        self.last_message = now
+        self.host = socket.gethostname()
+
+    # ------------------------------------------------------------- dispatch
+    def submit(self, task: Task) -> None:
+        if self.started is None:  # utilization counts from the first task: start-up is reported apart
+            self.started = time.perf_counter()
+            self.startup = self.started - self.t0
+            for r in self.since:
+                self.since[r] = max(self.since[r], self.started)
+        self.queue.append(task)
+        self._dispatch()
+
+    def idle_slots(self) -> int:
+        """Workers with no task, counting those still starting (loading data, initialising CUDA): rank 0
+        proposes their first blocks while they start, and each gets its task the moment it is READY."""
+        return len(self.live) - len(self.pending) - len(self.queue)
+
+    def _dispatch(self) -> None:
+        while self.queue and self.ready:
+            # the most recently ready worker first: it is polling fast (worker.wait_message), so the
+            # task starts at once; under load every worker is fed anyway
+            rank, task = self.ready.pop(), self.queue.popleft()
+            buf = self.task_buf
+            buf["id"], buf["seed"], buf["blocks_per_stage"] = task.id, task.seed, task.blocks_per_stage
+            buf["nsc"][0] = to_array(task.nsc, self.max_index)
+            self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=rank, tag=Tag.TASK)
+            now = time.perf_counter()
+            waited = now - self.since.get(rank, now)
+            self.idle[rank] += waited
+            self.waiting_for_task += waited
+            self.since[rank] = now
+            self.pending[rank] = task
+
+    def wait(self, timeout: float) -> list[Done]:
+        deadline = time.perf_counter() + timeout
+        wait = Backoff(window=MASTER_WINDOW)
+        out: list[Done] = []
+        status = MPI.Status()
+        while True:
+            if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+                done = self._handle(status.Get_source(), status.Get_tag())
+                if done is not None:
+                    out.append(done)
+                wait.reset()
+                self.last_message = time.perf_counter()
+                continue
+            if out or self.stop.signum is not None or time.perf_counter() >= deadline:
+                return out
+            wait.nap(since=self.last_message)
+
+    def _handle(self, src: int, tag: int) -> Done | None:
+        now = time.perf_counter()
+        if tag == Tag.READY:
+            self.comm.Recv([EMPTY, MPI.BYTE], source=src, tag=tag)
+            self._ready(src, now)
+        elif tag == Tag.RESULT:
+            buf = self.result_buf
+            self.comm.Recv([buf.view(np.uint8), MPI.BYTE], source=src, tag=tag)
+            rec = buf[0]
+            message = rec["message"].decode("utf-8", "replace")
+            if rec["id"] < 0:  # the worker could not start
+                self.live.discard(src)
+                self.failed_start[src] = message
+                if not self.live:
+                    first = min(self.failed_start)
+                    raise WorkerStartupError(f"no worker could start; rank {first}: {self.failed_start[first]}")
+                return None
+            task = self.pending.pop(src)
+            self.busy[src] += float(rec["seconds"])  # time the worker spent training, as it measured it
+            transit = max(0.0, now - self.since.get(src, now) - float(rec["seconds"]))  # messages, naps, queueing
+            self.idle[src] += transit
+            self.in_transit += transit
+            self._ready(src, now)
+            result = TrainResult(Status(int(rec["status"])), float(rec["accuracy"]), float(rec["seconds"]),
+                                 int(rec["epochs"]), int(rec["restarts"]), message)
+            return Done(task, result, src, rec["host"].decode())
+        elif tag == Tag.SIGNAL:
+            self.comm.Recv([self.signal_buf, MPI.INT32_T], source=src, tag=tag)
+            if self.stop.signum is None:
+                self.stop.signum = int(self.signal_buf[0])
+        elif tag == Tag.BYE:
+            self.comm.Recv([EMPTY, MPI.BYTE], source=src, tag=tag)
+            self.live.discard(src)
+            self.connected.discard(src)
+        else:
+            raise RuntimeError(f"unexpected MPI tag {tag} from rank {src}")
+        return None
+
+    def _ready(self, rank: int, now: float) -> None:
+        self.since[rank] = now if self.started is None else max(now, self.started)
+        self.ready.append(rank)
+        self._dispatch()
+
+    # ---------------------------------------------------------------- report
+    def utilization(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rank, busy, idle) seconds; a task in flight counts as busy so far."""
+        now = time.perf_counter()
+        ranks = sorted(self.busy)
+        busy = [self.busy[r] + (now - self.since[r] if r in self.pending else 0.0) for r in ranks]
+        waiting = [r in self.since and r not in self.pending and r in self.live for r in ranks]
+        idle = [self.idle[r] + (now - self.since[r] if w else 0.0) for r, w in zip(ranks, waiting, strict=True)]
+        return np.array(ranks, np.int32), np.array(busy), np.array(idle)
+
+    def shutdown(self, code: int | None = None) -> None:
+        """STOP every worker with the exit code and wait (up to 60 s) for their BYE; other messages are drained."""
+        if code is None:
+            code = self.stop.exit_code
+        stop = np.array([code], np.int32)
+        requests = [self.comm.Isend([stop, MPI.INT32_T], dest=r, tag=Tag.STOP) for r in sorted(self.connected)]
+        waiting = set(self.connected)
+        deadline = time.perf_counter() + 60.0
+        status = MPI.Status()
+        wait = Backoff(first=1e-3, hot=1e-3, idle=1e-3)
+        while waiting and time.perf_counter() < deadline:
+            if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+                src, tag = status.Get_source(), status.Get_tag()
+                if tag == Tag.SIGNAL:
+                    self.comm.Recv([self.signal_buf, MPI.INT32_T], source=src, tag=tag)
+                elif tag == Tag.RESULT:  # finished after the stop: its candidate is retrained on resume
+                    self.comm.Recv([self.result_buf.view(np.uint8), MPI.BYTE], source=src, tag=tag)
+                else:
+                    self.comm.Recv([EMPTY, MPI.BYTE], source=src, tag=tag)
+                    if tag == Tag.BYE:
+                        waiting.discard(src)
+            else:
+                wait.nap(since=0.0)
+        MPI.Request.Waitall(requests)
+        self.connected = waiting
+        self.live &= waiting

@@ -1,0 +1,47 @@
+"""Message tags and payload layouts between rank 0 and the workers (ranks >= 1).
+
+Used by mpi/manager.py (rank 0) and mpi/worker.py; importing it does not import MPI.
+
+Workers pull work: a worker sends READY (empty), rank 0 answers TASK (a task record) or STOP; the worker
+trains and sends RESULT (a RESULT record), which also means "ready for the next". STOP carries the exit
+code; a worker that gets a stop signal sends SIGNAL so that rank 0 stops the whole job. Both records are
+fixed numpy structured dtypes sent with the buffer (uppercase) calls, so nothing is pickled and no model
+weights ever cross ranks. Status codes (training/result.py) are shared with the checkpoint and the report.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+from ..training.result import MESSAGE_LEN
+
+HOST_LEN = 64
+
+
+class Tag(IntEnum):
+    READY = 1  # worker -> 0: loaded, waiting for work (once, at start)
+    TASK = 2  # 0 -> worker: a task_dtype record
+    RESULT = 3  # worker -> 0: a RESULT_DTYPE record; also "ready for the next"
+    STOP = 4  # 0 -> worker: int32 exit code; the worker answers BYE and exits with it
+    SIGNAL = 5  # worker -> 0: int32 signal number this worker received; the job checkpoints and stops
+    BYE = 6  # worker -> 0: empty, the worker is leaving
+
+
+def task_dtype(max_index: int) -> np.dtype:
+    # blocks_per_stage: N of the candidate's network (BlockQNN-L's adaptive N)
+    return np.dtype([("id", np.int64), ("seed", np.int64), ("blocks_per_stage", np.int16),
+                     ("nsc", np.int16, (max_index, 5))])
+
+
+RESULT_DTYPE = np.dtype([
+    ("id", np.int64),
+    ("status", np.int8),
+    ("accuracy", np.float64),  # validation accuracy, percent
+    ("seconds", np.float64),  # training wall time on the worker
+    ("epochs", np.int16),
+    ("restarts", np.int8),
+    ("rank", np.int32),
+    ("host", f"S{HOST_LEN}"),
+    ("message", f"S{MESSAGE_LEN}"),
+])

@@ -1,0 +1,114 @@
+"""Ranks >= 1: bind a device, build and train candidates, reply. Started by search.py:
+
+    mpiexec -n 5 python -m bqnn.search --config JOB --out DIR    # ranks 1-4 run `run_worker`
+
+Device binding: with CUDA, the GPU is this worker's index among the worker
+ranks of its node, modulo the visible GPUs; with one GPU per task (SLURM's
+`--gpus-per-task=1`, CUDA_VISIBLE_DEVICES holding one device) that is the only
+one. Without CUDA the worker trains on the CPU with an equal share of the
+node's cores as torch threads (unless `trainer.threads` is set).
+
+Protocol (mpi/wire.py, mpi/manager.py): READY once the data is loaded, then
+for each TASK a RESULT; a STOP ends the loop and gives the exit code. While
+training, the worker polls for STOP once per batch, so a stopping job does not
+wait for the candidate to finish. A stop signal received by this rank is
+forwarded to rank 0 as SIGNAL. Candidate failures are results (training/result.py);
+waiting is MPI_Iprobe with short sleeps (mpi/backoff.py), not a spinning receive. A simulated worker
+imports no torch (training/factory.py).
+"""
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from types import FrameType
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from ..blocks.code import from_array
+from ..config import from_json
+from ..signals import STOP_SIGNALS, Stopped
+from ..training.factory import make_trainer
+from ..training.result import Status, Trainer, TrainResult, clip_text
+from .backoff import WORKER_WINDOW, Backoff, precise_naps
+from .launch import quiet_bcast, worker_slot
+from .wire import RESULT_DTYPE, Tag, task_dtype
+
+EMPTY = bytearray(0)
+
+
+class _Worker:
+    def __init__(self, comm: Any) -> None:
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.host = socket.gethostname()[:64]
+        self.stop_code: int | None = None
+        self.signalled = False
+        self.result = np.zeros(1, RESULT_DTYPE)
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Tell rank 0, which checkpoints and stops everyone; keep serving until its STOP."""
+        if not self.signalled:
+            self.signalled = True
+            self.comm.Send([np.array([signum], np.int32), MPI.INT32_T], dest=0, tag=Tag.SIGNAL)
+
+    def stop_requested(self) -> bool:
+        return bool(self.comm.Iprobe(source=0, tag=Tag.STOP))
+
+    def send_result(self, task_id: int, r: TrainResult) -> None:
+        buf = self.result
+        buf["id"], buf["status"], buf["accuracy"], buf["seconds"] = task_id, int(r.status), r.accuracy, r.seconds
+        buf["epochs"], buf["restarts"], buf["rank"] = r.epochs, r.restarts, self.rank
+        buf["host"], buf["message"] = self.host.encode(), clip_text(r.message)
+        self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.RESULT)
+
+    def wait_message(self) -> MPI.Status:
+        """Probe and sleep (protocol.next_nap): short naps for 2 ms after a result, when the next task
+        is likely on its way, then up to 10 ms: an idle worker wakes ~100 times a second."""
+        status = MPI.Status()
+        wait, start = Backoff(window=WORKER_WINDOW), time.perf_counter()
+        while not self.comm.Iprobe(source=0, tag=MPI.ANY_TAG, status=status):
+            wait.nap(since=start)
+        return status
+
+
+def run_worker(comm: Any) -> int:
+    cfg_json = quiet_bcast(comm, None)
+    if cfg_json is None:  # rank 0 could not start the search and has said why
+        return 2
+    cfg = from_json(cfg_json)
+    index, per_node = worker_slot(comm)
+    w = _Worker(comm)
+    precise_naps()
+    for s in STOP_SIGNALS:
+        signal.signal(s, w.on_signal)
+    trainer: Trainer | None = None
+    try:
+        trainer, _ = make_trainer(cfg, index, per_node)  # simulated: no torch, hundreds fit on one machine
+    except Exception as e:  # e.g. the dataset is missing on this node: one line to rank 0
+        w.send_result(-1, TrainResult(Status.ERROR, message=f"{type(e).__name__}: {e}"))
+    else:
+        comm.Send([EMPTY, MPI.BYTE], dest=0, tag=Tag.READY)
+    task = np.zeros(1, task_dtype(cfg.space.max_index))
+    while True:
+        status = w.wait_message()
+        tag = status.Get_tag()
+        if tag == Tag.STOP:
+            code = np.zeros(1, np.int32)
+            comm.Recv([code, MPI.INT32_T], source=0, tag=Tag.STOP)
+            comm.Send([EMPTY, MPI.BYTE], dest=0, tag=Tag.BYE)
+            return int(code[0])
+        if tag != Tag.TASK:
+            raise RuntimeError(f"worker {w.rank}: unexpected MPI tag {tag} from rank 0")
+        comm.Recv([task.view(np.uint8), MPI.BYTE], source=0, tag=Tag.TASK)
+        rec = task[0]
+        if trainer is None:
+            raise RuntimeError(f"worker {w.rank}: rank 0 sent a task to a worker that could not start")
+        try:
+            result = trainer.train(from_array(rec["nsc"], cfg.space.max_index), int(rec["seed"]), int(rec["id"]),
+                                   interrupt=w.stop_requested, blocks_per_stage=int(rec["blocks_per_stage"]))
+        except Stopped:
+            continue  # STOP is waiting; the candidate is in the checkpoint as in flight
+        w.send_result(int(rec["id"]), result)

@@ -1,0 +1,91 @@
+"""Trained networks as one portable file, and back; and as ONNX.
+
+Used as a library by training/final.py (`save_network`), `bqnn.load_network` and `python -m bqnn.export`:
+
+    import bqnn
+    net = bqnn.load_network("runs/res/model.pt")          # an eval-mode torch.nn.Module
+    logits = net((images - net.mean) / net.std)           # images: (B, C, H, W) in [0, 1]
+
+`python -m bqnn.train` writes OUT/model.pt at the end (the weights of the best validation epoch).
+The file is a dict that `torch.load(path, weights_only=True)` reads without running any code:
+format and version, the block code as text, the framework (cifar/imagenet, N, filters), input
+channels, image size, classes, the training split's per-channel mean and std, the state dict, and
+a `meta` dict of plain values (accuracies, protocol, source). Loading needs only bqnn's block and
+network builders (blocks/, nets/), not its trainer, data or MPI code.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..atomic import atomic_path
+from ..blocks.code import NSC, format_nsc, parse
+from ..config import NetworkConfig
+from .network import build_network
+
+FORMAT = "bqnn-network"
+VERSION = 1
+
+
+def save_network(path: str | Path, model: nn.Module, nsc: NSC, network: NetworkConfig, in_channels: int,
+                 image_size: int, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
+                 meta: dict | None = None) -> Path:
+    """Write the network atomically (part file, fsync, rename)."""
+    path = Path(path)
+    state = {
+        "format": FORMAT,
+        "version": VERSION,
+        "nsc": format_nsc(nsc),
+        "network": {"framework": network.framework, "blocks_per_stage": network.blocks_per_stage,
+                    "filters": list(network.filters)},
+        "in_channels": in_channels,
+        "image_size": image_size,
+        "num_classes": num_classes,
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": json.loads(json.dumps(meta or {})),  # plain values only
+    }
+    with atomic_path(path) as part:
+        torch.save(state, part)
+    return path
+
+
+def load_network(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """The network in eval mode, with `.nsc`, `.mean`, `.std` (tensors shaped (1, C, 1, 1)) and `.meta`."""
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a network exported by bqnn")
+    if int(state["version"]) > VERSION:
+        raise ValueError(f"{path} has format version {state['version']}, newer than this bqnn ({VERSION})")
+    n = state["network"]
+    cfg = NetworkConfig(n["framework"], int(n["blocks_per_stage"]), tuple(int(f) for f in n["filters"]))
+    nsc = parse(state["nsc"], max_index=max(31, state["nsc"].count("(")))
+    model = build_network(nsc, cfg, int(state["in_channels"]), int(state["image_size"]), int(state["num_classes"]))
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    model.mean = torch.tensor(state["mean"]).view(1, -1, 1, 1)
+    model.std = torch.tensor(state["std"]).view(1, -1, 1, 1)
+    model.meta = state["meta"]
+    model.image_size = int(state["image_size"])
+    return model
+
+
+def export_onnx(model: nn.Module, path: str | Path, in_channels: int, image_size: int) -> Path:
+    """ONNX graph of the network (input `images`, dynamic batch; output `logits`). Needs the onnx package."""
+    try:
+        import onnx  # noqa: F401  (the TorchScript-based exporter needs it)
+    except ImportError:
+        raise RuntimeError("ONNX export needs the onnx package: pip install onnx") from None
+    import warnings
+
+    model = model.eval()
+    x = torch.zeros(1, in_channels, image_size, image_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+    return Path(path)

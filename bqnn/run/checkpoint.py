@@ -1,0 +1,228 @@
+"""The search state in one HDF5 file, `DIR/search.h5`, written atomically.
+
+Used as a library by rank 0's loop (run/master.py) and by `python -m bqnn.report DIR`; readable
+with `h5dump -H DIR/search.h5`. Layout (docs/hdf5.md):
+
+    /                 attrs: format, schema_version, config (JSON), versions (JSON),
+                      strategy, max_index, iteration (next to run), iterations_total, next_id,
+                      elapsed and master_cpu (seconds, all runs), runs, updated (ISO time), world_size
+    /candidates       one row per candidate, compound dtype `candidate_dtype` (resizable)
+    /cache            hash (S16), id: the candidate whose result answers each block hash
+    /inflight         id, iteration, nsc, epsilon: proposed and not finished at save time
+    /strategy         the strategy's arrays (Q-table, replay memory, ...); attrs: RNG states (JSON), ...
+    /utilization      rank, busy, idle (seconds) per worker rank
+    /iteration_sizes  candidates proposed in each iteration so far (PNAS rounds differ in size)
+
+Only numeric datasets, fixed-length byte strings and JSON attributes: nothing is
+pickled. `save` writes `search.h5.part`, fsyncs it, hard-links the current file
+to `search.h5.bak` and renames the part over `search.h5` (bqnn/atomic.py), so `search.h5`
+always exists and is never torn; `load` falls back to the `.bak` with a warning when
+`search.h5` is unreadable, and raises `CheckpointError` when both are.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..atomic import atomic_path
+from .candidates import candidate_dtype
+
+FORMAT = "bqnn-search"
+SCHEMA_VERSION = 2  # 2: candidates.blocks, /iteration_sizes (schema 1 files are read and upgraded)
+FILENAME = "search.h5"
+
+
+class CheckpointError(Exception):
+    """Both the checkpoint and its backup are unreadable, or the file is not a bqnn search."""
+
+
+@dataclass
+class SearchState:
+    config_json: str
+    max_index: int
+    strategy: str
+    iteration: int = 0  # next iteration to run (all earlier ones are complete)
+    iterations_total: int = 0
+    next_id: int = 0
+    elapsed: float = 0.0
+    master_cpu: float = 0.0  # CPU seconds used by rank 0 itself (all runs)
+    runs: int = 0
+    world_size: int = 1
+    candidates: np.ndarray = field(default_factory=lambda: np.zeros(0))  # rows of candidate_dtype (__post_init__)
+    cache_hash: np.ndarray = field(default_factory=lambda: np.zeros(0, "S16"))
+    cache_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    inflight_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    inflight_iteration: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    inflight_epsilon: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    inflight_nsc: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 5), np.int16))
+    strategy_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    strategy_attrs: dict[str, Any] = field(default_factory=dict)
+    util_rank: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    util_busy: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    util_idle: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    iteration_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # candidates per iteration
+
+    def __post_init__(self) -> None:  # empty tables get the layout that max_index gives them
+        if self.candidates.dtype.names is None and not len(self.candidates):
+            self.candidates = np.zeros(0, candidate_dtype(self.max_index))
+        if not len(self.inflight_nsc) and self.inflight_nsc.shape[1] != self.max_index:
+            self.inflight_nsc = np.zeros((0, self.max_index, 5), np.int16)
+
+
+def versions() -> dict[str, str]:
+    """Versions of what wrote the file; read from the installed packages' metadata, so rank 0 imports no torch."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "numpy": np.__version__, "h5py": h5py.__version__,
+           "hdf5": h5py.version.hdf5_version}
+    for package in ("bqnn", "mpi4py", "torch"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            if package == "bqnn":
+                out[package] = "source"
+    return out
+
+
+def save(directory: str | Path, state: SearchState) -> Path:
+    """Write the state atomically; the previous file becomes search.h5.bak."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    main = d / FILENAME
+    with atomic_path(main, backup=True) as part, h5py.File(part, "w", libver="earliest") as f:
+        _write(f, state)
+    return main
+
+
+def _write(f: h5py.File, state: SearchState) -> None:
+    a = f.attrs
+    a["format"] = FORMAT
+    a["schema_version"] = SCHEMA_VERSION
+    a["config"] = state.config_json
+    a["versions"] = json.dumps(versions(), sort_keys=True)
+    a["strategy"] = state.strategy
+    a["max_index"] = state.max_index
+    a["iteration"] = state.iteration
+    a["iterations_total"] = state.iterations_total
+    a["next_id"] = state.next_id
+    a["elapsed"] = state.elapsed
+    a["master_cpu"] = state.master_cpu
+    a["runs"] = state.runs
+    a["world_size"] = state.world_size
+    a["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    f.create_dataset("candidates", data=state.candidates, maxshape=(None,), chunks=True)
+    g = f.create_group("cache")
+    g.create_dataset("hash", data=state.cache_hash)
+    g.create_dataset("id", data=state.cache_id)
+    g = f.create_group("inflight")
+    g.create_dataset("id", data=state.inflight_id)
+    g.create_dataset("iteration", data=state.inflight_iteration)
+    g.create_dataset("epsilon", data=state.inflight_epsilon)
+    g.create_dataset("nsc", data=state.inflight_nsc)
+    g = f.create_group("strategy")
+    for name, arr in state.strategy_arrays.items():
+        g.create_dataset(name, data=arr)
+    for name, value in state.strategy_attrs.items():
+        g.attrs[name] = value
+    g = f.create_group("utilization")
+    g.create_dataset("rank", data=state.util_rank)
+    g.create_dataset("busy", data=state.util_busy)
+    g.create_dataset("idle", data=state.util_idle)
+    f.create_dataset("iteration_sizes", data=state.iteration_sizes)
+
+
+def _attr(a: Any, name: str) -> Any:
+    v = a[name]
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def read(path: str | Path) -> SearchState:
+    """Read one file; any problem raises CheckpointError naming the file."""
+    p = Path(path)
+    try:
+        with h5py.File(p, "r") as f:
+            a = f.attrs
+            if _attr(a, "format") != FORMAT:
+                raise CheckpointError(f"{p} is not a bqnn search file")
+            if int(a["schema_version"]) > SCHEMA_VERSION:
+                raise CheckpointError(f"{p} has schema version {int(a['schema_version'])}, newer than this bqnn "
+                                      f"({SCHEMA_VERSION})")
+            max_index = int(a["max_index"])
+            version = int(a["schema_version"])
+            s = f["strategy"]
+            state = SearchState(
+                config_json=str(_attr(a, "config")),
+                max_index=max_index,
+                strategy=str(_attr(a, "strategy")),
+                iteration=int(a["iteration"]),
+                iterations_total=int(a["iterations_total"]),
+                next_id=int(a["next_id"]),
+                elapsed=float(a["elapsed"]),
+                master_cpu=float(a.get("master_cpu", 0.0)),
+                runs=int(a["runs"]),
+                world_size=int(a["world_size"]),
+                candidates=f["candidates"][()],
+                cache_hash=f["cache/hash"][()],
+                cache_id=f["cache/id"][()],
+                inflight_id=f["inflight/id"][()],
+                inflight_iteration=f["inflight/iteration"][()],
+                inflight_epsilon=f["inflight/epsilon"][()],
+                inflight_nsc=f["inflight/nsc"][()],
+                strategy_arrays={k: s[k][()] for k in s.keys()},
+                strategy_attrs={k: _attr(s.attrs, k) for k in s.attrs.keys()},
+                util_rank=f["utilization/rank"][()],
+                util_busy=f["utilization/busy"][()],
+                util_idle=f["utilization/idle"][()],
+                iteration_sizes=f["iteration_sizes"][()] if "iteration_sizes" in f else np.zeros(0, np.int64),
+            )
+            if version == 1:
+                state.candidates = _from_v1(state.candidates, max_index, json.loads(state.config_json))
+            json.loads(state.config_json)
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"{p} does not exist") from None
+    except Exception as e:  # h5py raises OSError/KeyError/ValueError on torn or foreign files
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise CheckpointError(f"{p} is unreadable ({type(e).__name__}: {first})") from None
+    if state.candidates.dtype != candidate_dtype(max_index):
+        raise CheckpointError(f"{p}: /candidates has an unexpected layout")
+    return state
+
+
+def _from_v1(rows: np.ndarray, max_index: int, config: dict) -> np.ndarray:
+    """Schema 1 had no `blocks` column: every network had the configured N."""
+    out = np.zeros(len(rows), candidate_dtype(max_index))
+    for name in rows.dtype.names or ():
+        out[name] = rows[name]
+    out["blocks"] = int(config.get("network", {}).get("blocks_per_stage", 4))
+    return out
+
+
+def exists(directory: str | Path) -> bool:
+    d = Path(directory)
+    return (d / FILENAME).exists() or (d / (FILENAME + ".bak")).exists()
+
+
+def load(directory: str | Path) -> tuple[SearchState, Path, str | None]:
+    """(state, file used, warning or None). Falls back to search.h5.bak; raises CheckpointError if both fail."""
+    d = Path(directory)
+    main, bak = d / FILENAME, d / (FILENAME + ".bak")
+    try:
+        return read(main), main, None
+    except CheckpointError as e1:
+        if not bak.exists():
+            raise CheckpointError(f"{e1}; no {bak.name} to fall back to") from None
+        try:
+            state = read(bak)
+        except CheckpointError as e2:
+            raise CheckpointError(f"{e1}; and {e2}") from None
+        return state, bak, (f"warning: {e1}; resuming from {bak.name} ({state.iteration} of "
+                            f"{state.iterations_total} iterations complete)")

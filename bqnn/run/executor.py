@@ -1,0 +1,106 @@
+"""How rank 0's loop gets candidates trained, without knowing where: the `Executor` protocol, the tasks and
+results it carries, and the executor for one process.
+
+Used by run/master.py; `InlineExecutor` trains in this process (world size 1), mpi/manager.py's
+`MPIExecutor` sends tasks to worker ranks. No torch, no MPI.
+"""
+from __future__ import annotations
+
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..blocks.code import NSC
+from ..signals import StopFlag
+from ..training.result import Trainer, TrainResult
+
+
+@dataclass
+class Task:
+    id: int
+    iteration: int
+    epsilon: float
+    nsc: NSC
+    hash: str
+    seed: int
+    blocks_per_stage: int = 0  # N of its network (BlockQNN-L's adaptive N); 0 when no N fits
+
+
+@dataclass
+class Done:
+    task: Task
+    result: TrainResult
+    rank: int
+    host: str
+
+
+class Executor(Protocol):
+    world_size: int
+
+    def submit(self, task: Task) -> None: ...
+
+    def idle_slots(self) -> int:
+        """How many more tasks would start at once (async dispatch proposes only that many)."""
+        ...
+
+    def wait(self, timeout: float) -> list[Done]:
+        """Finished tasks; blocks up to `timeout` seconds for at least one."""
+        ...
+
+    def utilization(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rank, busy seconds, idle seconds) per training rank."""
+        ...
+
+    def shutdown(self, code: int | None = None) -> None:
+        """Release the workers, telling them the exit code."""
+        ...
+
+
+class WorkerStartupError(Exception):
+    """No worker could start; the message is the first worker's error."""
+
+
+class InlineExecutor:
+    """World size 1: rank 0 trains each task itself, one at a time. While it trains, a stop signal raises
+    `signals.Stopped` out of the trainer (the flag is `interruptible`), so a checkpoint follows at once."""
+
+    world_size = 1
+
+    def __init__(self, trainer: Trainer, stop: StopFlag) -> None:
+        self.trainer = trainer
+        self.stop = stop
+        self.queue: deque[Task] = deque()
+        self.busy = 0.0
+        self.start = time.perf_counter()
+        self.host = socket.gethostname()
+
+    def submit(self, task: Task) -> None:
+        self.queue.append(task)
+
+    def idle_slots(self) -> int:
+        return 0 if self.queue else 1
+
+    def wait(self, timeout: float) -> list[Done]:
+        if not self.queue:
+            return []
+        task = self.queue[0]
+        t0 = time.perf_counter()
+        self.stop.interruptible = True
+        try:
+            result = self.trainer.train(task.nsc, task.seed, task.id, blocks_per_stage=task.blocks_per_stage)
+        finally:
+            self.stop.interruptible = False
+            self.busy += time.perf_counter() - t0
+        self.queue.popleft()
+        return [Done(task, result, 0, self.host)]
+
+    def utilization(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        total = time.perf_counter() - self.start
+        return np.array([0], np.int32), np.array([self.busy]), np.array([max(total - self.busy, 0.0)])
+
+    def shutdown(self, code: int | None = None) -> None:
+        pass

@@ -1,0 +1,50 @@
+"""The search's progress lines: one per iteration, and the summary at the end.
+
+Used by rank 0's loop (run/master.py), which alone prints. A line per iteration has epsilon, the mean
+and best reward of the iteration, candidates done / planned, repeats, failures (and rejections over the
+limits), the iteration's seconds, elapsed time and ETA, and whatever the strategy adds. Pure formatting.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..blocks.code import format_nsc, from_array
+from ..training.result import Status
+
+
+def fmt_time(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def counts(rows: np.ndarray) -> tuple[int, int, int, int]:
+    """(candidates, repeats, failed, rejected) of a candidate table."""
+    repeats = int(rows["repeat"].sum())
+    first = rows[rows["repeat"] == 0]
+    rejected = int((first["status"] == Status.REJECTED).sum())
+    failed = int((first["status"] != Status.OK).sum()) - rejected
+    return len(rows), repeats, failed, rejected
+
+
+def iteration_line(it: int, total: int, eps: float, rewards: Sequence[float], rows: np.ndarray, planned: int,
+                   seconds: float, elapsed: float, eta: float, note: str) -> str:
+    done, repeats, failed, rejected = counts(rows)
+    width = len(str(total))
+    return (f"iter {it + 1:>{width}}/{total}  eps {eps:.2f}  reward mean {np.mean(rewards):7.2f} "
+            f"best {np.max(rewards):7.2f}  | candidates {done}/{planned} "
+            f"repeats {repeats} failed {failed}{f' rejected {rejected}' if rejected else ''}  | {seconds:6.1f}s  "
+            f"elapsed {fmt_time(elapsed)}  ETA {fmt_time(eta)}" + (f"  | {note}" if note else ""))
+
+
+def final_lines(rows: np.ndarray, max_index: int, elapsed: float, results: Path, out: Path) -> list[str]:
+    """The best block found and where the results are; nothing for an empty table."""
+    if not len(rows):
+        return []
+    best = rows[int(np.argmax(rows["reward"]))]
+    nsc = from_array(best["nsc"], max_index)
+    return [f"done: {len(rows)} candidates in {fmt_time(elapsed)}; best reward "
+            f"{best['reward']:.2f} (accuracy {best['accuracy']:.2f} %): {format_nsc(nsc)}",
+            f"results: {results}; summary: python -m bqnn.report {out}"]

@@ -1,0 +1,68 @@
+"""Stop signals and exit codes: the one table and the one stop exception every rank and entry point uses.
+
+Used by the entry points (search, train) and the layers they drive:
+
+    stop = StopFlag(); stop.install()        # SIGTERM, SIGUSR1 (SLURM's --signal), SIGINT are recorded
+    ...
+    stop.restore()                           # the handlers that were there before (library use)
+    return stop.exit_code                    # 143 (TERM, USR1), 130 (INT), 0 without a signal
+
+`Stopped` is raised out of training when the job is stopping: by the handler itself while the flag is
+`interruptible` (one process training inline: the checkpoint is written within seconds, not after the
+candidate), or by a trainer whose `interrupt` callback says stop (an MPI worker told to STOP). It is a
+BaseException so that a trainer's `except Exception` (a failed candidate is a result) never swallows it.
+A leaf: imports nothing of bqnn.
+"""
+from __future__ import annotations
+
+import signal
+from types import FrameType
+from typing import Any
+
+# Exit code of every rank when a stop signal ends the job.
+EXIT_CODES: dict[int, int] = {signal.SIGTERM: 143, signal.SIGUSR1: 143, signal.SIGINT: 130}
+STOP_SIGNALS = tuple(EXIT_CODES)
+
+
+def exit_code(signum: int | None) -> int:
+    """The exit code for a stop by `signum` (0: no signal)."""
+    return 0 if signum is None else EXIT_CODES.get(signum, 143)
+
+
+class Stopped(BaseException):
+    """The job is stopping; `signum` is the signal that stopped it (None: told to stop by another rank)."""
+
+    def __init__(self, signum: int | None = None) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StopFlag:
+    """Records the first stop signal. While `interruptible` is set (training in this process) the handler
+    raises `Stopped` so that the caller checkpoints at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.interruptible = False
+        self._previous: dict[int, Any] = {}
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.interruptible:
+            self.interruptible = False
+            raise Stopped(signum)
+
+    def install(self) -> None:
+        for s in STOP_SIGNALS:
+            self._previous[s] = signal.signal(s, self.handler)
+
+    def restore(self) -> None:
+        """Put back the handlers `install` replaced (bqnn called from another program)."""
+        for s, h in self._previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.signum)

@@ -1,0 +1,70 @@
+"""What training one candidate gives back, and the interface every trainer has.
+
+Used as a library by the trainers (training/), rank 0's loop (run/), the MPI wire format (mpi/) and the
+report. No torch: rank 0 and simulated workers import it.
+
+    class MyTrainer:                       # satisfies `Trainer`
+        def train(self, nsc, seed, candidate_id=-1, interrupt=None, blocks_per_stage=0) -> TrainResult: ...
+
+A failed candidate is a result, never a crash: an exception, a NaN loss or running out of memory comes
+back with that status and a message (at most MESSAGE_LEN bytes, the tail of a traceback kept). A
+trainer raises `signals.Stopped` only when `interrupt()` says the job is stopping.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Protocol
+
+from ..blocks.code import NSC
+
+MESSAGE_LEN = 256  # bytes of a result's message (error text, traceback tail), on the wire and in search.h5
+
+Interrupt = Callable[[], bool] | None
+
+
+class Status(IntEnum):
+    OK = 0
+    ERROR = 1  # the trainer raised
+    NAN = 2  # the loss became NaN or infinite
+    OOM = 3  # out of memory
+    REJECTED = 4  # not trained: over a limit (BlockQNN-L)
+    LOST = 5  # the worker went away while training it
+
+
+@dataclass
+class TrainResult:
+    """What training one candidate gives back."""
+
+    status: Status
+    accuracy: float = 0.0  # percent, validation
+    seconds: float = 0.0
+    epochs: int = 0
+    restarts: int = 0
+    message: str = ""
+
+
+class Trainer(Protocol):
+    """Trains one candidate: the early-stop trainer (real), the simulated one, or anything with this method."""
+
+    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None,
+              blocks_per_stage: int = 0) -> TrainResult:
+        """`interrupt`, if given, is polled while training; when it returns True the trainer raises
+        `signals.Stopped`. `blocks_per_stage`: N of the candidate's network (0: as configured)."""
+        ...
+
+
+def candidate_seed(search_seed: int, block_hash: str) -> int:
+    """Training seed of a block (the `seed` of its task), from its canonical hash: the same block gets
+    the same initial weights in every run and on every rank."""
+    return (int(block_hash[:8], 16) ^ (search_seed * 0x9E3779B1)) & 0x7FFFFFFF
+
+
+def clip_text(text: str, limit: int = MESSAGE_LEN) -> bytes:
+    """UTF-8 bytes of `text` that fit `limit`, keeping the end (the useful part of a traceback)."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return data
+    data = b"..." + data[-(limit - 3):]
+    return data.decode("utf-8", "ignore").encode("utf-8")[:limit]

@@ -1,0 +1,93 @@
+"""The simulated trainer (`trainer.kind = "simulated"`): a deterministic, learnable 'accuracy' and a
+configurable training time, for tests and for benchmarks of the framework at scale. No torch.
+
+Used through training/factory.py by rank 0 and the workers, and by tests and benches
+(`simulated_accuracy`, `known_optimum`); imports only numpy, so hundreds of simulated worker ranks fit
+on one machine.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..blocks.canon import canonical_hash
+from ..blocks.code import NSC
+from ..blocks.graph import graph
+from ..config import Config
+from ..signals import Stopped
+from .faults import EXCEPTION_MESSAGE, scheduled
+from .result import Interrupt, Status, TrainResult
+
+SLICE = 0.2  # seconds a simulated training sleeps between looks for a stop (a real one looks every batch)
+
+# Credit per op (type, kernel) for the simulated accuracy: convolutions help, 3x3 most;
+# pools and identities little; joins (add, concat) help. Chosen so that the best
+# blocks have a few convolutions, a shortcut and a merge, like the paper's.
+_SIM_CREDIT = {(1, 1): 2.0, (1, 3): 4.5, (1, 5): 3.5, (2, 1): -0.5, (2, 3): 0.8, (3, 1): -0.5, (3, 3): 0.5,
+               (4, 0): -0.3, (5, 0): 3.0, (6, 0): 2.0}
+
+
+def simulated_accuracy(nsc: NSC) -> float:
+    """A deterministic 'accuracy' (percent) with structure an agent can learn:
+    saturating in the summed op credits, penalised beyond 10 layers, plus a
+    +-1 point jitter from the block's canonical hash (equal for equal blocks)."""
+    layers = [layer for layer in nsc if layer.type != 7]
+    score = sum(_SIM_CREDIT[(layer.type, layer.kernel)] for layer in layers)
+    acc = 40.0 + 50.0 * (1.0 - math.exp(-max(score, 0.0) / 15.0)) - 1.5 * max(0, len(layers) - 10)
+    acc -= 2.0 * max(0, len(graph(nsc).leaves) - 2)  # many loose ends
+    jitter = int(canonical_hash(nsc)[:6], 16) / 0xFFFFFF * 2.0 - 1.0
+    return float(min(max(acc + jitter, 1.0), 99.0))
+
+
+def known_optimum(cfg: Config) -> tuple[float, set[str], int]:
+    """The best reward the simulated trainer can give in `cfg`'s space, by brute force over every block
+    (space.Space.blocks: only for small spaces, e.g. max_index 5 or 6): (reward, hashes of the blocks
+    that earn it, distinct blocks). Used by tests and bench/strategies.py as a known optimum."""
+    from ..blocks.cost import network_cost
+    from ..blocks.reward import reward
+    from ..blocks.space import Space
+    from ..data.shapes import dataset_shape
+
+    shape = dataset_shape(cfg.data)
+    rewards: dict[str, float] = {}
+    for b in Space(cfg.space.max_index, cfg.space.start_identity).blocks():
+        h = canonical_hash(b)
+        if h not in rewards:
+            cost = network_cost(b, cfg.network, *shape)
+            rewards[h] = reward(simulated_accuracy(b), cost.flops, graph(b).density, cfg.reward)
+    top = max(rewards.values())
+    return top, {h for h, r in rewards.items() if r == top}, len(rewards)
+
+
+class SimulatedTrainer:
+    """`trainer.kind = "simulated"`: no data, no torch compute; sleeps a lognormal time
+    (median `sim_seconds`, spread `sim_sigma`, drawn from the candidate's seed) and
+    returns `simulated_accuracy`. Faults are injected as in the real trainer."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.t = cfg.trainer
+
+    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None,
+              blocks_per_stage: int = 0) -> TrainResult:
+        start = time.perf_counter()
+        if self.t.sim_seconds > 0:
+            rng = np.random.default_rng(seed ^ (candidate_id & 0x7FFFFFFF))
+            end = start + self.t.sim_seconds * math.exp(self.t.sim_sigma * rng.standard_normal())
+            while (left := end - time.perf_counter()) > 0:  # sleep in slices so a stop is noticed
+                time.sleep(min(left, SLICE))
+                if interrupt is not None and interrupt():
+                    raise Stopped()
+        fault = scheduled(self.t, candidate_id)
+        if fault == "exception":
+            result = TrainResult(Status.ERROR, message=f"InjectedFault: {EXCEPTION_MESSAGE}")
+        elif fault == "nan":
+            result = TrainResult(Status.NAN, epochs=1, message="loss is nan in epoch 1")
+        elif fault == "oom":
+            result = TrainResult(Status.OOM,
+                                 message="OutOfMemoryError: CUDA out of memory (injected, trainer.inject_fault)")
+        else:
+            result = TrainResult(Status.OK, accuracy=simulated_accuracy(nsc), epochs=self.t.epochs)
+        result.seconds = time.perf_counter() - start
+        return result

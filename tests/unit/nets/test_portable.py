@@ -1,0 +1,82 @@
+"""Exported networks: weights_only-safe, loadable without bqnn's trainer, exact logits, ONNX."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bqnn.blocks.code import INCEPTION_LIKE, parse
+from bqnn.config import NetworkConfig
+from bqnn.nets.network import build_network
+from bqnn.nets.portable import load_network, save_network
+from tests.conftest import needs_fashion, run_module
+
+FRESH = """
+import sys, torch
+import bqnn
+net = bqnn.load_network(sys.argv[1])
+x = torch.load(sys.argv[2], weights_only=True)
+with torch.no_grad():
+    y = net((x - net.mean) / net.std)
+torch.save(y, sys.argv[3])
+loaded = sorted(m for m in sys.modules if m.startswith("bqnn"))
+print(" ".join(loaded))
+"""
+
+
+@needs_fashion
+def test_trained_network_reproduces_its_logits_in_a_fresh_process(tmp_path):
+    out = tmp_path / "run"
+    r = run_module("bqnn.train", "--block", "inception-like", "--out", str(out), "--set", "train.epochs=1",
+                   "--set", "data.train_subset=800", "--set", "data.val_size=300", "--set", "data.resize=14",
+                   "--set", "network.blocks_per_stage=1", "--set", "network.filters=[8,16,32]")
+    assert r.returncode == 0, r.stderr
+    state = torch.load(out / "model.pt", weights_only=True)  # safe to load: no code runs
+    assert state["format"] == "bqnn-network" and state["nsc"].startswith("[(1,4,0,0,0),(2,1,1,1,0)")
+    assert state["network"] == {"framework": "cifar", "blocks_per_stage": 1, "filters": [8, 16, 32]}
+    assert state["meta"]["test_accuracy"] == json.loads((out / "result.json").read_text())["test_accuracy"]
+    # the reference: the best weights from the training checkpoint, in this process
+    ckpt = torch.load(out / "train.pt", weights_only=True)
+    ref = build_network(INCEPTION_LIKE, NetworkConfig("cifar", 1, (8, 16, 32)), 1, 14, 10)
+    ref.load_state_dict(ckpt["best_model"])
+    ref.eval()
+    images = torch.rand(5, 1, 14, 14)
+    torch.save(images, tmp_path / "x.pt")
+    mean, std = torch.tensor(state["mean"]).view(1, -1, 1, 1), torch.tensor(state["std"]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        expected = ref((images - mean) / std)
+    p = subprocess.run([sys.executable, "-c", FRESH, str(out / "model.pt"), str(tmp_path / "x.pt"),
+                        str(tmp_path / "y.pt")],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 0, p.stderr
+    modules = p.stdout.split()
+    assert "bqnn.nets.portable" in modules and \
+        not {"bqnn.training", "bqnn.train", "bqnn.data", "bqnn.run"} & set(modules)
+    assert torch.equal(torch.load(tmp_path / "y.pt", weights_only=True), expected)  # exactly
+
+
+def test_onnx_export_matches(tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    nsc = parse("[(1,4,0,0,0),(2,1,3,1,0),(3,2,3,1,0),(4,6,0,2,3),(5,5,0,1,4),(6,7,0,0,0)]")
+    net = build_network(nsc, NetworkConfig("cifar", 1, (8, 16, 32)), 3, 16, 4).eval()
+    save_network(tmp_path / "m.pt", net, nsc, NetworkConfig("cifar", 1, (8, 16, 32)), 3, 16, 4, (0.5,) * 3, (0.25,) * 3)
+    r = run_module("bqnn.export", str(tmp_path / "m.pt"), "--onnx", str(tmp_path / "m.onnx"))
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["classes"] == 4 and info["onnx"].endswith("m.onnx")
+    x = torch.randn(3, 3, 16, 16)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    y = session.run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        assert np.abs(y - net(x).numpy()).max() < 1e-4
+
+
+def test_not_a_network_file(tmp_path):
+    torch.save({"hello": 1}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="not a network exported by bqnn"):
+        load_network(tmp_path / "x.pt")
+    r = run_module("bqnn.export", str(tmp_path / "x.pt"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,41 @@
+"""The one stop exception and exit-code table (bqnn/signals.py)."""
+import os
+import signal
+
+import pytest
+
+from bqnn.signals import EXIT_CODES, StopFlag, Stopped, exit_code
+
+
+def test_exit_codes():
+    assert EXIT_CODES == {signal.SIGTERM: 143, signal.SIGUSR1: 143, signal.SIGINT: 130}
+    assert (exit_code(None), exit_code(signal.SIGUSR1), exit_code(signal.SIGINT)) == (0, 143, 130)
+
+
+def test_the_flag_records_the_first_signal_and_raises_only_while_interruptible():
+    stop = StopFlag()
+    stop.install()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)  # recorded, not raised
+        assert stop.signum == signal.SIGUSR1 and stop.exit_code == 143
+        stop.interruptible = True
+        with pytest.raises(Stopped) as e:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert e.value.signum == signal.SIGINT and stop.signum == signal.SIGUSR1 and not stop.interruptible
+    finally:
+        stop.restore()
+
+
+def test_restore_puts_back_the_handlers_it_replaced():
+    seen = []
+    before = signal.signal(signal.SIGTERM, lambda s, f: seen.append(s))
+    try:
+        stop = StopFlag()
+        stop.install()
+        assert signal.getsignal(signal.SIGTERM) == stop.handler
+        stop.restore()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == [signal.SIGTERM] and stop.signum is None
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -1,0 +1,127 @@
+import pytest
+import torch
+
+from bqnn.blocks.canon import canonical_hash
+from bqnn.blocks.code import INCEPTION_LIKE, RESIDUAL_LIKE, parse
+from bqnn.config import load
+from bqnn.training.early_stop import EarlyStopTrainer
+from bqnn.training.result import Status, candidate_seed
+from bqnn.training.simulated import SimulatedTrainer, simulated_accuracy
+from tests.conftest import needs_fashion
+
+SMALL = ["data.train_subset=2000", "data.val_size=500", "data.resize=14", "network.blocks_per_stage=1",
+         "network.filters=[8,16,32]", "trainer.epochs=2", "trainer.batch_size=64", "trainer.lr_step=1"]
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    return EarlyStopTrainer(load(None, SMALL), torch.device("cpu"))
+
+
+@needs_fashion
+def test_trainer_reaches_well_above_chance_in_seconds(trainer):
+    r = trainer.train(RESIDUAL_LIKE, candidate_seed(0, canonical_hash(RESIDUAL_LIKE)), 1)
+    assert r.status == Status.OK and r.epochs == 2 and r.restarts == 0
+    assert r.accuracy > 50.0  # chance is 10 %
+    assert r.seconds < 30
+
+
+@needs_fashion
+def test_same_seed_same_accuracy(trainer):
+    a = trainer.train(INCEPTION_LIKE, 123, 1)
+    b = trainer.train(INCEPTION_LIKE, 123, 2)
+    assert a.accuracy == b.accuracy
+
+
+@needs_fashion
+@pytest.mark.parametrize("fault,status,text", [
+    ("exception", Status.ERROR, "InjectedFault: injected exception"),
+    ("nan", Status.NAN, "loss is nan in epoch 1"),
+    ("oom", Status.OOM, "out of memory"),
+])
+def test_failures_are_results_not_crashes(fault, status, text):
+    t = EarlyStopTrainer(load(None, SMALL + [f"trainer.inject_fault={fault}", "trainer.inject_every=2"]),
+                         torch.device("cpu"))
+    bad = t.train(RESIDUAL_LIKE, 1, candidate_id=4)
+    assert bad.status == status and text in bad.message and bad.accuracy == 0.0
+    good = t.train(RESIDUAL_LIKE, 1, candidate_id=5)  # not a multiple of inject_every
+    assert good.status == Status.OK
+
+
+@needs_fashion
+def test_a_real_nan_is_caught(monkeypatch):
+    t = EarlyStopTrainer(load(None, SMALL + ["trainer.lr=1e30"]), torch.device("cpu"))
+    r = t.train(RESIDUAL_LIKE, 1)
+    assert r.status in (Status.NAN, Status.OK)  # an absurd lr diverges: a failed result, never an exception
+    if r.status == Status.NAN:
+        assert "loss is" in r.message
+
+
+@needs_fashion
+def test_restart_when_first_epoch_is_no_better_than_chance(monkeypatch):
+    t = EarlyStopTrainer(load(None, SMALL), torch.device("cpu"))
+    lrs = []
+    real_adam = torch.optim.Adam
+
+    def recording_adam(params, lr, **kw):
+        lrs.append(lr)
+        return real_adam(params, lr=lr, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", recording_adam)
+    monkeypatch.setattr(t, "evaluate", lambda model: 10.0)  # exactly chance for 10 classes
+    r = t.train(RESIDUAL_LIKE, 1)
+    assert r.status == Status.OK and r.restarts == 3  # at most 3 restarts, then it trains on
+    assert lrs == pytest.approx([1e-3, 4e-4, 1.6e-4, 6.4e-5])
+
+
+def test_simulated_trainer_is_deterministic_and_structured():
+    cfg = load(None, ["trainer.kind=simulated"])
+    t = SimulatedTrainer(cfg)
+    a = t.train(RESIDUAL_LIKE, 1, 1)
+    assert a.status == Status.OK and a.accuracy == simulated_accuracy(RESIDUAL_LIKE)
+    swapped = parse("[(1,4,0,0,0),(2,1,3,1,0),(3,1,3,2,0),(4,5,0,3,1),(5,7,0,0,0)]")
+    assert simulated_accuracy(swapped) == a.accuracy  # equal blocks, equal accuracy
+    pools = parse("[(1,4,0,0,0),(2,2,1,1,0),(3,3,1,2,0),(4,7,0,0,0)]")
+    assert simulated_accuracy(pools) < a.accuracy - 10
+    f = SimulatedTrainer(load(None, ["trainer.kind=simulated", "trainer.inject_fault=oom", "trainer.inject_every=3"]))
+    assert f.train(RESIDUAL_LIKE, 1, 3).status == Status.OOM and f.train(RESIDUAL_LIKE, 1, 4).status == Status.OK
+
+
+@needs_fashion
+def test_fused_adam_trains_like_the_loop_adam():
+    """trainer.fused_adam changes how fast a step runs, not what it computes (fp32, contiguous, same seed)."""
+    base = SMALL + ["trainer.amp=off", "trainer.channels_last=off"]
+    fused = EarlyStopTrainer(load(None, base), torch.device("cpu"))
+    loop = EarlyStopTrainer(load(None, base + ["trainer.fused_adam=false"]), torch.device("cpu"), fused.splits)
+    assert fused.fused_adam and not loop.fused_adam
+    a, b = fused.train(RESIDUAL_LIKE, 7, 1), loop.train(RESIDUAL_LIKE, 7, 1)
+    assert a.status == b.status == Status.OK and a.accuracy > 50.0
+    assert abs(a.accuracy - b.accuracy) <= 1.0
+
+
+@needs_fashion
+def test_cpu_kernels_train_like_the_native_ones():
+    """trainer.avg_pool_conv and trainer.narrow_bn_contiguous (auto: on for CPUs) change how a step is
+    computed, not what: a block with average pooling and 8-channel batch norms, bf16 channels-last, same seed."""
+    block = parse("[(1,3,3,0,0),(2,1,3,1,0),(3,3,3,2,0),(4,5,0,1,3),(5,7,0,0,0)]")
+    base = SMALL + ["trainer.amp=bf16", "trainer.channels_last=on"]
+    fast = EarlyStopTrainer(load(None, base), torch.device("cpu"))
+    native = EarlyStopTrainer(load(None, base + ["trainer.avg_pool_conv=off", "trainer.narrow_bn_contiguous=off"]),
+                              torch.device("cpu"), fast.splits)
+    assert fast.avg_pool_conv and fast.narrow_bn_contiguous
+    assert not native.avg_pool_conv and not native.narrow_bn_contiguous
+    a, b = fast.train(block, 7, 1), native.train(block, 7, 1)
+    assert a.status == b.status == Status.OK and a.accuracy > 30.0  # chance: 10
+    assert abs(a.accuracy - b.accuracy) <= 1.0
+
+
+def test_both_trainers_have_the_trainer_protocols_signature():
+    import inspect
+
+    from bqnn.training.result import Trainer
+
+    want = inspect.signature(Trainer.train)
+    for cls in (EarlyStopTrainer, SimulatedTrainer):
+        got = inspect.signature(cls.train)
+        assert list(got.parameters) == list(want.parameters), cls
+        assert [p.default for p in got.parameters.values()] == [p.default for p in want.parameters.values()], cls
