@@ -9,7 +9,7 @@ leaves, and params/flops of the block alone (`channels` wide in and out, on an
 H x H map; FLOPs per image, a multiply-add counted as 2). With --network, also
 the whole network's params and FLOPs as the search trains it and the reward's
 penalty terms (docs/reward.md). An invalid code prints one line naming the row
-and the rule broken and exits 2.
+and the rule broken and exits 2; so does a bad option (numbers are ASCII digits, within their ranges).
 """
 from __future__ import annotations
 
@@ -20,28 +20,40 @@ import sys
 
 from .blocks.canon import canonical_hash
 from .blocks.code import NAMED_BLOCKS, NSCError, format_nsc, parse
+from .cli import Parser, count, emit
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    """What is wrong with the numbers given, or None."""
+    limits = {"--channels": (args.channels, 1, 65_536), "--hw": (args.hw, 1, 4096),
+              "--in-channels": (args.in_channels, 1, 65_536), "--max-index": (args.max_index, 2, 31),
+              "--classes": (args.classes, 1, 100_000), "--image-size": (args.image_size, 1, 4096)}
+    for name, (value, lo, hi) in limits.items():
+        if value is not None and not lo <= value <= hi:
+            return f"{name} must be in {lo}..{hi}, got {value}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bqnn.describe", description="Describe one NSC block code.")
+    p = Parser(prog="bqnn.describe", description="Describe one NSC block code.")
     p.add_argument("code", help='"[(1,4,0,0,0),...]" or a named block: ' + ", ".join(NAMED_BLOCKS))
-    p.add_argument("--channels", type=int, default=32, help="block width C (default 32)")
-    p.add_argument("--hw", type=int, default=32, help="feature map side H (default 32)")
-    p.add_argument("--in-channels", type=int, default=None, help="block input width (default: C)")
-    p.add_argument("--max-index", type=int, default=23, help="largest layer index allowed (default 23)")
+    p.add_argument("--channels", type=count, default=32, help="block width C (default 32)")
+    p.add_argument("--hw", type=count, default=32, help="feature map side H (default 32)")
+    p.add_argument("--in-channels", type=count, default=None, help="block input width (default: C)")
+    p.add_argument("--max-index", type=count, default=23, help="largest layer index allowed (default 23)")
     p.add_argument("--network", choices=["cifar", "imagenet"], help="also cost the whole network")
-    p.add_argument("--classes", type=int, default=100)
-    p.add_argument("--image-size", type=int, default=None, help="input side (default 32 cifar, 224 imagenet)")
+    p.add_argument("--classes", type=count, default=100)
+    p.add_argument("--image-size", type=count, default=None, help="input side (default 32 cifar, 224 imagenet)")
     p.add_argument("--filters", default=None, help="stage widths, e.g. 32,64,128 (default: the paper's)")
-    p.add_argument("--blocks-per-stage", type=int, default=None, help="N (default: 4 cifar, 3 imagenet)")
+    p.add_argument("--blocks-per-stage", type=count, default=None, help="N (default: 4 cifar, 3 imagenet)")
     args = p.parse_args(argv)
+    if (why := _check(args)) is not None:
+        print(f"bqnn.describe: error: {why}", file=sys.stderr)
+        return 2
     try:
         nsc = NAMED_BLOCKS[args.code] if args.code in NAMED_BLOCKS else parse(args.code, args.max_index)
     except NSCError as e:
         print(f"invalid NSC: {e}", file=sys.stderr)
-        return 2
-    if min(args.channels, args.hw, args.in_channels or 1) < 1:
-        print("bqnn.describe: error: --channels, --hw and --in-channels must be positive", file=sys.stderr)
         return 2
     from .blocks.cost import block_metrics
 
@@ -50,23 +62,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.network:
         from .blocks.cost import network_cost
         from .blocks.reward import PRESETS
-        from .config import NetworkConfig, RewardConfig
+        from .config import ConfigError, RewardConfig, load
 
         imagenet = args.network == "imagenet"
-        filters = (tuple(int(f) for f in args.filters.split(",")) if args.filters
-                   else (64, 128, 256, 512) if imagenet else (32, 64, 128))
-        n = args.blocks_per_stage or (3 if imagenet else 4)
+        filters = args.filters if args.filters is not None else "64,128,256,512" if imagenet else "32,64,128"
+        n = args.blocks_per_stage if args.blocks_per_stage is not None else 3 if imagenet else 4
         size = args.image_size or (224 if imagenet else 32)
-        cost = network_cost(nsc, NetworkConfig(args.network, n, filters), 3, size, args.classes)
+        try:  # the network's numbers are checked as a job file's are
+            network = load(None, [f"network.framework={args.network}", f"network.blocks_per_stage={n}",
+                                  f"network.filters=[{filters}]"]).network
+        except ConfigError as e:
+            print(f"bqnn.describe: error: --filters/--blocks-per-stage: {e}", file=sys.stderr)
+            return 2
+        cost = network_cost(nsc, network, 3, size, args.classes)
         unit = RewardConfig().flops_unit
         out["network"] = {
-            "framework": args.network, "blocks_per_stage": n, "filters": list(filters), "image_size": size,
+            "framework": args.network, "blocks_per_stage": n, "filters": list(network.filters), "image_size": size,
             "classes": args.classes, "params": cost.params, "flops": cost.flops,
             "penalty": {name: {"flops_term": mu * math.log(cost.flops / unit),
                                "density_term": rho * math.log(out["density"])}
                         for name, (mu, rho) in PRESETS.items() if name != "accuracy"},
         }
-    print(json.dumps(out))
+    emit(json.dumps(out))
     return 0
 
 

@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 from .blocks.code import format_nsc, validate
+from .cli import emit
 from .results.files import write_report
 from .results.summary import summarize
 from .run import checkpoint
@@ -81,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         print(warning, file=sys.stderr)
     s = summarize(state, args.top, args.dir)
     if args.json:
-        print(json.dumps(s))
+        emit(json.dumps(s))
         return 0
-    print(_text(s))
+    emit(_text(s))
     out = Path(args.report_dir) if args.report_dir else Path(args.dir) / "report"
     try:
         written = write_report(args.dir, state, s, out, others)

@@ -12,7 +12,9 @@ only runtime keys (config.RUNTIME_KEYS: device, threads, dispatch, checkpoint
 interval, ...) may change. SIGTERM or SIGUSR1 (what `sbatch --signal` sends)
 writes a checkpoint and exits 143; SIGINT exits 130. Bad input (unknown config
 key, missing dataset, corrupt checkpoint) is one line on stderr and exit 2; an
-existing checkpoint is never overwritten by a fresh search.
+existing checkpoint is never overwritten by a fresh search. One search at a time writes a directory: a
+second one on the same DIR exits 2 at once, naming the holder (run/lock.py); the lock of a search that
+was killed, or of an earlier run of a requeued SLURM job, is broken with a note.
 
 Progress: one line per iteration with epsilon, mean and best reward of the
 iteration, candidates done/total, repeats, failures, elapsed time and ETA.
@@ -32,6 +34,7 @@ from .blocks.code import NSCError
 from .config import RUNTIME_KEYS, Config, ConfigError, diff, from_json, load
 from .data.errors import DataError
 from .run import checkpoint
+from .run.lock import LockError, OutputLock
 from .signals import StopFlag
 
 PROG = "bqnn.search"
@@ -79,17 +82,32 @@ def main(argv: list[str] | None = None) -> int:
         from .mpi.worker import run_worker
 
         return int(run_worker(comm))
+    lock = OutputLock(Path(args.out))
     try:
+        if not args.out.strip():
+            raise ConfigError("--out must name a directory")
+        if args.config and not checkpoint.exists(args.out):
+            fresh = load(args.config, args.set)  # a new search's config is checked before its directory is made
+            if fresh.trainer.kind == "real" and (comm is None or comm.Get_size() == 1):
+                from .training.device import resolve_device
+
+                resolve_device(fresh.trainer.device)  # this process trains: its device must exist
+        lock.acquire()  # one writer per directory, before anything is read or written there
         cfg, state, warning = resolve(args)
-    except (ConfigError, checkpoint.CheckpointError, NSCError, ValueError) as e:
+    except (ConfigError, checkpoint.CheckpointError, NSCError, LockError, ValueError) as e:
+        lock.abandon()
         if comm is not None:
             from .mpi.manager import abort_workers
 
             abort_workers(comm)
         return _fail(str(e))
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
-    return run_master(cfg, args.out, state, comm)
+    try:
+        for note in (lock.broke, warning):
+            if note:
+                print(note if note.startswith("warning") else f"note: {note}", file=sys.stderr, flush=True)
+        return run_master(cfg, args.out, state, comm)
+    finally:
+        lock.release()
 
 
 def run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any) -> int:

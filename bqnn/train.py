@@ -80,11 +80,11 @@ def setup(device_spec: str) -> tuple[Dist, torch.device]:
     from .training.device import resolve_device
 
     if not launched_by_mpi():
-        return Dist(), resolve_device(device_spec)
+        return Dist(), resolve_device(device_spec, key="train.device")
     from .mpi.ddp import bootstrap
 
     rank, world, local, address = bootstrap()
-    device = resolve_device(device_spec, local)
+    device = resolve_device(device_spec, local, key="train.device")
     if world == 1:
         return Dist(), device
     return join(rank, world, local, address, device), device

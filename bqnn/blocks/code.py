@@ -165,7 +165,9 @@ def validate(rows: Iterable[Sequence[int]], max_index: int = MAX_INDEX) -> NSC:
 
 # ---------------------------------------------------------------- text form
 
-_ROW = re.compile(r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*\)")
+# A row: five integers of ASCII digits (at most 6: no code needs more), in parentheses, separated by commas.
+_NUM = r"\s*(-?[0-9]{1,6})\s*"
+_ROW = re.compile(r"\(" + ",".join([_NUM] * 5) + r"\)")
 
 
 def parse(text: str, max_index: int = MAX_INDEX) -> NSC:
@@ -181,12 +183,16 @@ def parse(text: str, max_index: int = MAX_INDEX) -> NSC:
     while pos < len(inner):
         m = _ROW.match(inner, pos)
         if not m:
-            raise NSCError(f"cannot read row {len(rows) + 1} at {inner[pos:pos + 20]!r}: expected (i,t,k,p1,p2)")
+            raise NSCError(f"cannot read row {len(rows) + 1} at {inner[pos:pos + 20]!r}: expected (i,t,k,p1,p2) "
+                           "with integers of at most 6 digits")
         rows.append(tuple(int(g) for g in m.groups()))
-        pos = m.end()
-        rest = inner[pos:].lstrip()
-        if rest.startswith(","):
+        rest = inner[m.end():].lstrip()
+        if rest:  # rows are separated by one comma, and the list does not end with one
+            if not rest.startswith(","):
+                raise NSCError(f"after row {len(rows)}: expected ',' between rows, got {rest[:20]!r}")
             rest = rest[1:].lstrip()
+            if not rest:
+                raise NSCError(f"after row {len(rows)}: a comma ends the list")
         pos = len(inner) - len(rest)
     return validate(rows, max_index)
 

@@ -5,18 +5,30 @@ Used as a library by the trainers and the workers: `resolve_device(cfg.trainer.d
 """
 from __future__ import annotations
 
+import socket
+
 import torch
 
-from ..config import TrainerConfig
+from ..config import ConfigError, TrainerConfig
 
 
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """`auto`: the GPU of this node-local rank (modulo visible GPUs) if CUDA is present, else CPU."""
+def resolve_device(spec: str, local_rank: int = 0, key: str = "trainer.device") -> torch.device:
+    """`auto`: the GPU of this node-local rank (modulo visible GPUs) if CUDA is present, else CPU. A CUDA device
+    that this machine does not have is a ConfigError naming `key`."""
     if spec == "auto":
         if torch.cuda.is_available() and torch.cuda.device_count() > 0:
             return torch.device("cuda", local_rank % torch.cuda.device_count())
         return torch.device("cpu")
-    return torch.device(spec)
+    device = torch.device(spec)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"config key {key}: {spec} is not available: no usable CUDA device on "
+                              f"{socket.gethostname()} (use auto or cpu)")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"config key {key}: {spec} does not exist: {socket.gethostname()} has {count} "
+                              f"CUDA device(s)")
+    return device
 
 
 def cpu_has_native_bf16() -> bool:

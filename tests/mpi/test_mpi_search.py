@@ -218,3 +218,31 @@ def test_resume_with_a_changed_search_key_is_refused(tmp_path):
         f"bqnn.search: error: refusing to resume {out}: the config differs from the stored one in search.seed "
         f"(use another --out for a new search)"]
     assert (out / "search.h5").read_bytes() == before
+
+
+@pytest.mark.parametrize("stagger", [0.0, 2.0])
+def test_two_mpi_searches_on_one_directory_exactly_one_runs(tmp_path, stagger):
+    """Two `mpiexec -n 3` searches on one --out, together or one after the other: one runs to the end, the
+    other's rank 0 refuses within 5 s with one line naming the holder, and releases its workers."""
+    import socket
+
+    out = tmp_path / "run"
+    args = (*SIM, "--set", "trainer.sim_seconds=0.3")
+    t0 = time.monotonic()
+    a = start_mpi_search(3, out, *args)
+    time.sleep(stagger)
+    b = start_mpi_search(3, out, *args)
+    ended: dict[int, float] = {}
+    while len(ended) < 2 and time.monotonic() - t0 < 240:
+        for i, p in enumerate((a, b)):
+            if i not in ended and p.poll() is not None:
+                ended[i] = time.monotonic() - t0
+        time.sleep(0.05)
+    results = [(p.returncode, *p.communicate(timeout=10), ended[i]) for i, p in enumerate((a, b))]
+    assert sorted(r[0] for r in results) == [0, 2], [r[:1] + r[2:] for r in results]
+    loser = next(r for r in results if r[0] == 2)
+    assert loser[2].strip().splitlines() == [
+        f"bqnn.search: error: {out} is in use by another search (host {socket.gethostname()} pid "
+        + loser[2].split(" pid ", 1)[1].strip()]
+    assert loser[3] - (stagger if loser is results[1] else 0.0) < 5
+    assert report(out)["candidates"] == TOTAL

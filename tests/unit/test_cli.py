@@ -131,3 +131,35 @@ def test_real_search_on_a_fashion_mnist_subset(tmp_path):
         c = f["candidates"][()]
         assert json.loads(f.attrs["config"])["data"]["train_subset"] == 1000
     assert (c["flops"] > 0).all() and (c["params"] > 0).all() and np.isfinite(c["reward"]).all()
+
+
+BAD_VALUES = ["search.gamma=nan", "search.q_init=nan", "reward.mu=nan", "reward.flops_unit=nan", "reward.flops_unit=0",
+              "network.filters=[100000000,64,128]", "network.blocks_per_stage=100000", "trainer.threads=-4",
+              "trainer.device=tpu", "trainer.device=cuda:99", "search.blocks_per_iteration=100000000000",
+              "search.gamma=inf", "search.gamma=-5", "search.replay_samples=-1", "search.checkpoint_interval=nan",
+              "search.checkpoint_interval=-1", "data.resize=-5", "trainer.sim_seconds=-1", "trainer.inject_every=-1"]
+
+
+@pytest.mark.parametrize("item", BAD_VALUES)
+def test_a_bad_value_is_one_line_and_exit_2_before_anything_is_created(tmp_path, item):
+    import time
+
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    r = run_module("bqnn.search", "--config", "/dev/null", "--out", str(out), "--set", item, timeout=30)
+    assert r.returncode == 2 and time.monotonic() - t0 < 5
+    key = item.split("=")[0]
+    assert len(r.stderr.strip().splitlines()) == 1 and f"config key {key}" in r.stderr, r.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config", "/dev/zero"], "config file /dev/zero is not a regular file"),
+    (["--config", "/dev/urandom"], "config file /dev/urandom is not a regular file"),
+    (["--config", "/dev/null", "--out", ""], "--out must name a directory"),
+])
+def test_bad_job_files_and_outputs_are_one_line(tmp_path, args, message):
+    argv = args if "--out" in args else [*args, "--out", str(tmp_path / "o")]
+    r = run_module("bqnn.search", *argv, timeout=30)
+    assert r.returncode == 2 and r.stderr.strip() == f"bqnn.search: error: {message}"
+    assert not (tmp_path / "o").exists()

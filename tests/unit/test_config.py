@@ -64,3 +64,94 @@ def test_bad_files(tmp_path):
     with pytest.raises(ConfigError,
                        match=r"unknown config key 'search.sede' in .*u.toml \(did you mean 'search.seed'\?\)"):
         load(unknown)
+
+
+def _numeric_keys():
+    """(section.key, type) of every number, list of numbers or optional number of both config roots."""
+    import dataclasses
+    import types
+    import typing
+
+    from bqnn.config import Config, TrainJobConfig
+
+    out = {}
+    for root in (Config, TrainJobConfig):
+        for section, cls in typing.get_type_hints(root).items():
+            for f in dataclasses.fields(cls):
+                tp = typing.get_type_hints(cls)[f.name]
+                args = set(typing.get_args(tp)) - {type(None), Ellipsis}
+                if typing.get_origin(tp) in (typing.Union, types.UnionType, tuple):
+                    if args and args <= {int, float}:
+                        out[f"{section}.{f.name}"] = (cls, f.name)
+                elif tp in (int, float):
+                    out[f"{section}.{f.name}"] = (cls, f.name)
+    return out
+
+
+def test_every_number_has_a_range_that_holds_its_default():
+    from bqnn.config import RANGES
+
+    keys = _numeric_keys()
+    missing = sorted(k for k in keys if k not in RANGES and k != "space.max_index" and k != "search.schedule")
+    assert not missing, f"numbers without a range: {missing}"
+    assert not set(RANGES) - set(keys), "ranges of keys that do not exist"
+    for key, (cls, name) in keys.items():
+        default = getattr(cls(), name)
+        if key in RANGES and default is not None:
+            for v in default if isinstance(default, tuple) else (default,):
+                assert RANGES[key].violation(v) is None, (key, v)
+
+
+@pytest.mark.parametrize("item,message", [
+    ("search.gamma=nan", "config key search.gamma: must be a finite number, got nan"),
+    ("search.q_init=inf", "config key search.q_init: must be a finite number, got inf"),
+    ("reward.flops_unit=0", "config key reward.flops_unit: must be above 0.0 (allowed: (0.0, 1e+30]), got 0.0"),
+    ("network.blocks_per_stage=100000", "config key network.blocks_per_stage: must be at most 64 (allowed: [1, 64])"),
+    ("trainer.betas=[0.9, 1.0]", "config key trainer.betas[1]: must be below 1.0"),
+    ("trainer.device=tpu", "config key trainer.device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ("search.schedule=[[1.0, 999999], [0.1, 999999]]", "more than 1,000,000 iterations in all"),
+    ("data.scale=[480, 256]", "config key data.scale: must be [low, high]"),
+])
+def test_out_of_range_values_name_the_key_the_value_and_the_range(item, message):
+    with pytest.raises(ConfigError) as e:
+        load(None, [item])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_job_files_are_small_regular_files(tmp_path):
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (1 << 20) + "\n")
+    for path, message in ((big, "is larger than 1 MiB"), ("/dev/zero", "is not a regular file"),
+                          (tmp_path, "is a directory"), (tmp_path / "none.toml", "not found")):
+        with pytest.raises(ConfigError, match=message):
+            load(path)
+    assert load("/dev/null") == load(None)
+
+
+def test_fuzzed_overrides_are_a_config_or_one_config_error():
+    """Any `--set` a user may type: a valid config or one ConfigError line, nothing else, quickly."""
+    import dataclasses
+    import typing
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from bqnn.config import Config
+
+    keys = [f"{s}.{f.name}" for s, cls in typing.get_type_hints(Config).items() for f in dataclasses.fields(cls)]
+    values = st.one_of(
+        st.integers(-2**70, 2**70).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.sampled_from(["nan", "inf", "-inf", "true", "[]", "[[]]", "[1,2", '"x"', "cuda:7", "[0.5, 3]", "1e400"]),
+        st.lists(st.integers(-5, 10**6), max_size=4).map(str), st.text(max_size=12))
+
+    @settings(max_examples=1500, deadline=500, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+    @given(st.sampled_from(keys + ["search.nope", "nosection.x", "trainer"]), values)
+    def one(key, value):
+        try:
+            cfg = load(None, [f"{key}={value}"])
+        except ConfigError as e:
+            assert str(e) and "\n" not in str(e)
+        else:
+            assert isinstance(cfg, Config)
+
+    one()
