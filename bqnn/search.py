@@ -26,6 +26,7 @@ of run/master.py with an executor. Rank 0 and simulated workers never import tor
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from .blocks.code import NSCError
 from .config import RUNTIME_KEYS, Config, ConfigError, diff, from_json, load
 from .data.errors import DataError
 from .run import checkpoint
+from .run.invariants import check_state
 from .run.lock import LockError, OutputLock
 from .signals import StopFlag
 
@@ -63,7 +65,7 @@ def resolve(args: argparse.Namespace) -> tuple[Config, checkpoint.SearchState | 
         if not args.config:
             raise ConfigError(f"--config is required: {out} holds no search.h5 to resume")
         return load(args.config, args.set), None, None
-    state, used, warning = checkpoint.load(out)
+    state, used, warning = checkpoint.load(out, check=check_state)
     stored = from_json(state.config_json)
     cfg = load(args.config, args.set) if args.config else load(None, args.set, base=stored)
     changed = [k for k in diff(stored, cfg) if k not in RUNTIME_KEYS]
@@ -105,21 +107,23 @@ def main(argv: list[str] | None = None) -> int:
         for note in (lock.broke, warning):
             if note:
                 print(note if note.startswith("warning") else f"note: {note}", file=sys.stderr, flush=True)
-        return run_master(cfg, args.out, state, comm)
+        return run_master(cfg, args.out, state, comm, main_is_bad=warning is not None)
     finally:
         lock.release()
 
 
-def run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any) -> int:
+def run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any,
+               main_is_bad: bool = False) -> int:
     stop = StopFlag()
     stop.install()
     try:
-        return _run_master(cfg, out, state, comm, stop)
+        return _run_master(cfg, out, state, comm, stop, main_is_bad)
     finally:
         stop.restore()
 
 
-def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any, stop: StopFlag) -> int:
+def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any, stop: StopFlag,
+                main_is_bad: bool) -> int:
     from .blocks import budget
     from .run.executor import Executor, InlineExecutor, WorkerStartupError
     from .run.master import Master
@@ -136,7 +140,7 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
 
             executor = MPIExecutor(comm, cfg, stop)
             where = f"{comm.Get_size() - 1} workers, {cfg.search.dispatch} dispatch"
-        master = Master(cfg, out, executor, stop, state=state)
+        master = Master(cfg, out, executor, stop, state=state, main_is_bad=main_is_bad)
     except (DataError, ConfigError, ValueError) as e:
         if executor is not None:
             executor.shutdown(2)
@@ -162,10 +166,24 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
         code = master.run()
     except WorkerStartupError as e:
         code = _fail(str(e))
+    except checkpoint.CheckpointWriteError as e:  # nothing is lost: search.h5 and its .bak are the last good ones
+        _fail(f"{e}; the last checkpoint is kept")
+        code = stop.exit_code or 2
+        global _HDF5_FAILED
+        _HDF5_FAILED = True
     finally:
         executor.shutdown(code)
     return code
 
 
+# A write that HDF5 itself failed can leave its library state broken, and the interpreter's exit may then crash:
+# once everything is released, the process ends without that exit.
+_HDF5_FAILED = False
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_status = main()
+    if _HDF5_FAILED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_status)
+    sys.exit(exit_status)

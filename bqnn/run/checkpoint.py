@@ -13,17 +13,25 @@ with `h5dump -H DIR/search.h5`. Layout (docs/hdf5.md):
     /utilization      rank, busy, idle (seconds) per worker rank
     /iteration_sizes  candidates proposed in each iteration so far (PNAS rounds differ in size)
 
-Only numeric datasets, fixed-length byte strings and JSON attributes: nothing is
-pickled. `save` writes `search.h5.part`, fsyncs it, hard-links the current file
-to `search.h5.bak` and renames the part over `search.h5` (bqnn/atomic.py), so `search.h5`
-always exists and is never torn; `load` falls back to the `.bak` with a warning when
-`search.h5` is unreadable, and raises `CheckpointError` when both are.
+Only numeric datasets, fixed-length byte strings and JSON attributes: nothing is pickled.
+Integrity: every dataset carries HDF5's Fletcher-32 checksum, and the root attribute `attrs_sha256` is
+a SHA-256 of every other attribute (root and /strategy), so a flipped bit is detected on reading, not
+resumed. `save` writes `search.h5.part`, fsyncs it, reads it back, then renames it over `search.h5`
+and keeps the file it replaced as `search.h5.bak` (bqnn/atomic.py), so `search.h5` always exists, is
+never torn, and `.bak` changes only once the new file is in place. `load` falls back to the `.bak`
+with a warning when `search.h5` is unreadable or fails the caller's check (run/invariants.py: what a
+resumable state must hold), and raises `CheckpointError`, naming both files and what is wrong, when
+both do. A failed load changes neither file; a failed save is one `CheckpointWriteError` line.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import platform
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,8 +84,10 @@ class SearchState:
             self.inflight_nsc = np.zeros((0, self.max_index, 5), np.int16)
 
 
+@functools.cache
 def versions() -> dict[str, str]:
-    """Versions of what wrote the file; read from the installed packages' metadata, so rank 0 imports no torch."""
+    """Versions of what wrote the file; read from the installed packages' metadata (so rank 0 imports no torch),
+    once per process."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "numpy": np.__version__, "h5py": h5py.__version__,
@@ -91,14 +101,60 @@ def versions() -> dict[str, str]:
     return out
 
 
-def save(directory: str | Path, state: SearchState) -> Path:
-    """Write the state atomically; the previous file becomes search.h5.bak."""
+class CheckpointWriteError(Exception):
+    """search.h5 could not be written (full disk, read-only, immutable file, quota); the message names the
+    path and the reason. The previous search.h5 and its .bak are intact."""
+
+
+def save(directory: str | Path, state: SearchState, backup: bool = True) -> Path:
+    """Write the state atomically, read it back, and only then replace search.h5; the previous file becomes
+    search.h5.bak (unless `backup` is off: the previous file is known to be bad)."""
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
     main = d / FILENAME
-    with atomic_path(main, backup=True) as part, h5py.File(part, "w", libver="earliest") as f:
-        _write(f, state)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        # HDF5 fails badly when the disk fills mid-write (and may crash the interpreter at exit): look first
+        need, free = _size(state), shutil.disk_usage(d).free
+        if free < need:
+            raise CheckpointWriteError(f"cannot write {main}: No space left on device ({free:,} bytes free, about "
+                                       f"{need:,} needed)")
+        with atomic_path(main, backup=backup, verify=read) as part:
+            with h5py.File(part, "w", libver="earliest") as f:
+                _write(f, state)
+    except (OSError, RuntimeError, CheckpointError) as e:  # h5py reports a full disk as either
+        raise CheckpointWriteError(f"cannot write {main}: {_reason(e)}") from None
     return main
+
+
+def _size(state: SearchState) -> int:
+    """Bytes the file of `state` will take, with room to spare (HDF5's headers, chunks, checksums)."""
+    arrays = [state.candidates, state.cache_hash, state.cache_id, state.inflight_id, state.inflight_iteration,
+              state.inflight_epsilon, state.inflight_nsc, state.util_rank, state.util_busy, state.util_idle,
+              state.iteration_sizes, *state.strategy_arrays.values()]
+    text = len(state.config_json) + sum(len(str(v)) for v in state.strategy_attrs.values())
+    return int(1.3 * (sum(a.nbytes for a in arrays) + text)) + (256 << 10)
+
+
+def _reason(e: BaseException) -> str:
+    """The OS's words for a failure; h5py's message is several lines, the OS's words are in one of them."""
+    if isinstance(e, OSError) and e.strerror and "\n" not in e.strerror and len(e.strerror) < 80:
+        return e.strerror
+    text = str(e)
+    for words in ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded",
+                  "Operation not permitted"):
+        if words in text:
+            return words
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _attrs_digest(f: h5py.File) -> str:
+    """SHA-256 of every attribute of the root (but this digest) and of /strategy, in name order."""
+    h = hashlib.sha256()
+    for where, attrs in (("/", f.attrs), ("/strategy", f["strategy"].attrs)):
+        for name in sorted(attrs.keys()):
+            if name != "attrs_sha256":
+                h.update(f"{where}:{name}={_attr(attrs, name)!r};".encode())
+    return h.hexdigest()
 
 
 def _write(f: h5py.File, state: SearchState) -> None:
@@ -117,25 +173,19 @@ def _write(f: h5py.File, state: SearchState) -> None:
     a["runs"] = state.runs
     a["world_size"] = state.world_size
     a["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    f.create_dataset("candidates", data=state.candidates, maxshape=(None,), chunks=True)
-    g = f.create_group("cache")
-    g.create_dataset("hash", data=state.cache_hash)
-    g.create_dataset("id", data=state.cache_id)
-    g = f.create_group("inflight")
-    g.create_dataset("id", data=state.inflight_id)
-    g.create_dataset("iteration", data=state.inflight_iteration)
-    g.create_dataset("epsilon", data=state.inflight_epsilon)
-    g.create_dataset("nsc", data=state.inflight_nsc)
-    g = f.create_group("strategy")
-    for name, arr in state.strategy_arrays.items():
-        g.create_dataset(name, data=arr)
+    f.create_dataset("candidates", data=state.candidates, maxshape=(None,), chunks=True, fletcher32=True)
+    datasets = {"cache/hash": state.cache_hash, "cache/id": state.cache_id, "inflight/id": state.inflight_id,
+                "inflight/iteration": state.inflight_iteration, "inflight/epsilon": state.inflight_epsilon,
+                "inflight/nsc": state.inflight_nsc, "utilization/rank": state.util_rank,
+                "utilization/busy": state.util_busy, "utilization/idle": state.util_idle,
+                "iteration_sizes": state.iteration_sizes,
+                **{f"strategy/{name}": arr for name, arr in state.strategy_arrays.items()}}
+    f.create_group("strategy")
+    for name, arr in datasets.items():
+        f.create_dataset(name, data=arr, fletcher32=True)  # HDF5 makes the groups on the way
     for name, value in state.strategy_attrs.items():
-        g.attrs[name] = value
-    g = f.create_group("utilization")
-    g.create_dataset("rank", data=state.util_rank)
-    g.create_dataset("busy", data=state.util_busy)
-    g.create_dataset("idle", data=state.util_idle)
-    f.create_dataset("iteration_sizes", data=state.iteration_sizes)
+        f["strategy"].attrs[name] = value
+    a["attrs_sha256"] = _attrs_digest(f)
 
 
 def _attr(a: Any, name: str) -> Any:
@@ -154,6 +204,9 @@ def read(path: str | Path) -> SearchState:
             if int(a["schema_version"]) > SCHEMA_VERSION:
                 raise CheckpointError(f"{p} has schema version {int(a['schema_version'])}, newer than this bqnn "
                                       f"({SCHEMA_VERSION})")
+            if int(a["schema_version"]) >= 2 and "attrs_sha256" in a and \
+                    _attr(a, "attrs_sha256") != _attrs_digest(f):  # files written before the digest have none
+                raise CheckpointError(f"{p}: its attributes do not match their checksum (the file is damaged)")
             max_index = int(a["max_index"])
             version = int(a["schema_version"])
             s = f["strategy"]
@@ -211,17 +264,29 @@ def exists(directory: str | Path) -> bool:
     return (d / FILENAME).exists() or (d / (FILENAME + ".bak")).exists()
 
 
-def load(directory: str | Path) -> tuple[SearchState, Path, str | None]:
-    """(state, file used, warning or None). Falls back to search.h5.bak; raises CheckpointError if both fail."""
+def _read_checked(path: Path, check: Callable[[SearchState], None] | None) -> SearchState:
+    state = read(path)
+    if check is not None:
+        try:
+            check(state)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+    return state
+
+
+def load(directory: str | Path,
+         check: Callable[[SearchState], None] | None = None) -> tuple[SearchState, Path, str | None]:
+    """(state, file used, warning or None). A file that cannot be read, or fails `check` (which raises
+    CheckpointError), gives way to search.h5.bak; CheckpointError if both fail. Neither file is changed."""
     d = Path(directory)
     main, bak = d / FILENAME, d / (FILENAME + ".bak")
     try:
-        return read(main), main, None
+        return _read_checked(main, check), main, None
     except CheckpointError as e1:
         if not bak.exists():
             raise CheckpointError(f"{e1}; no {bak.name} to fall back to") from None
         try:
-            state = read(bak)
+            state = _read_checked(bak, check)
         except CheckpointError as e2:
             raise CheckpointError(f"{e1}; and {e2}") from None
         return state, bak, (f"warning: {e1}; resuming from {bak.name} ({state.iteration} of "

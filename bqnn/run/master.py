@@ -54,7 +54,8 @@ ITERATION_SAVE_GAP = 1.0
 
 class Master:
     def __init__(self, cfg: Config, out: str | Path, executor: Executor, stop: StopFlag,
-                 log: Callable[[str], None] = print, state: checkpoint.SearchState | None = None) -> None:
+                 log: Callable[[str], None] = print, state: checkpoint.SearchState | None = None,
+                 main_is_bad: bool = False) -> None:
         self.cfg = cfg
         self.out = Path(out)
         self.executor = executor
@@ -85,6 +86,8 @@ class Master:
         self.t_start = time.perf_counter()
         self.t_iteration = self.t_start
         self.last_save = time.perf_counter()
+        # resumed from search.h5.bak because search.h5 was bad: the first save must not make the bad file the backup
+        self.backup_next_save = not main_is_bad
         if state is not None:
             self._restore(state)
         self.runs += 1
@@ -295,7 +298,9 @@ class Master:
         )
 
     def save(self) -> None:
-        checkpoint.save(self.out, self.state())
+        """Checkpoint now; a write that fails raises checkpoint.CheckpointWriteError (one line)."""
+        checkpoint.save(self.out, self.state(), backup=self.backup_next_save)
+        self.backup_next_save = True
         self.last_save = time.perf_counter()
 
     def _restore(self, s: checkpoint.SearchState) -> None:

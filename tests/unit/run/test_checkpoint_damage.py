@@ -1,0 +1,190 @@
+"""A damaged search.h5 is never resumed blindly (run/checkpoint.py, run/invariants.py): each kind of damage
+falls back to search.h5.bak with one warning line and the search ends as an uninterrupted one does; with both
+files bad, one line and exit 2, and neither file changed."""
+import hashlib
+import json
+import random
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from bqnn.run import checkpoint
+from bqnn.run.invariants import check_state
+from tests.conftest import run_module
+
+SIM = ["--config", "/dev/null", "--set", "trainer.kind=simulated", "--set", "search.blocks_per_iteration=6",
+       "--set", "space.max_index=7", "--set", "search.replay_samples=6",
+       "--set", "search.schedule=[[1.0, 3], [0.1, 2]]", "--set", "search.checkpoint_interval=0"]
+
+
+def run(out, *args):
+    return run_module("bqnn.search", "--out", str(out), *args, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted search."""
+    out = tmp_path_factory.mktemp("damage") / "ref"
+    r = run(out, *SIM)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The same search stopped by SIGTERM in its third iteration, its checkpoint both search.h5 and .bak."""
+    import signal
+
+    from bqnn.config import load
+    from bqnn.run.executor import InlineExecutor
+    from bqnn.run.master import Master
+    from bqnn.signals import StopFlag
+    from bqnn.training.simulated import SimulatedTrainer
+
+    cfg = load(None, [v for k, v in zip(SIM, SIM[1:], strict=False) if k == "--set"])
+    stop, calls = StopFlag(), []
+    inner = SimulatedTrainer(cfg)
+
+    class StopInIteration3:
+        def train(self, nsc, seed, candidate_id=-1, interrupt=None, blocks_per_stage=0):
+            calls.append(candidate_id)
+            if candidate_id >= 14:
+                stop.handler(signal.SIGTERM, None)
+            return inner.train(nsc, seed, candidate_id, interrupt, blocks_per_stage)
+
+    out = tmp_path_factory.mktemp("damage") / "stopped"
+    assert Master(cfg, out, InlineExecutor(StopInIteration3(), stop), stop, log=lambda line: None).run() == 143
+    shutil.copy(out / "search.h5", out / "search.h5.bak")
+    assert checkpoint.read(out / "search.h5").iteration == 2
+    return out
+
+
+def outcome(out):
+    with h5py.File(out / "search.h5") as f:
+        c = f["candidates"][()]
+        c = c[np.argsort(c["id"])]
+        q = {k: f["strategy"][k][()] for k in ("q_state", "q_action", "q_value", "replay_nsc", "replay_reward")}
+    return {name: c[name] for name in ("id", "nsc", "hash", "status", "reward")} | q
+
+
+def redigest(path):
+    """Make the attributes' checksum match again: the state is then whole but wrong (a bug, a hand edit)."""
+    with h5py.File(path, "a") as f:
+        f.attrs["attrs_sha256"] = checkpoint._attrs_digest(f)
+
+
+def edit_attrs(**attrs):
+    def damage(path):
+        with h5py.File(path, "a") as f:
+            for k, v in attrs.items():
+                f.attrs[k] = v
+        redigest(path)
+    return damage
+
+
+def edit_rows(change):
+    def damage(path):
+        with h5py.File(path, "a") as f:
+            rows = f["candidates"][()]
+            change(rows)
+            f["candidates"][...] = rows
+    return damage
+
+
+def delete(name, attr=False):
+    def damage(path):
+        with h5py.File(path, "a") as f:
+            if attr:
+                del f["strategy"].attrs[name]
+            else:
+                del f[name]
+        redigest(path)
+    return damage
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def dup(rows):
+    rows["id"][1] = rows["id"][0]
+
+
+def bad_code(rows):
+    rows["nsc"][3][1] = (2, 9, 0, 1, 0)
+
+
+def nan_reward(rows):
+    rows["reward"][2] = np.nan
+
+
+DAMAGES = {
+    "deleted q_value": delete("strategy/q_value"), "deleted rng_sample": delete("rng_sample", attr=True),
+    "config as a list": edit_attrs(config=json.dumps([1, 2])), "iteration -1": edit_attrs(iteration=-1),
+    "iteration 999": edit_attrs(iteration=999), "next_id 0": edit_attrs(next_id=0),
+    "duplicate ids": edit_rows(dup), "invalid code": edit_rows(bad_code), "NaN reward": edit_rows(nan_reward),
+    "attribute edited": lambda p: h5py.File(p, "a").attrs.__setitem__("elapsed", 1e9), "truncated": truncate,
+}
+
+
+def md5(path):
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damage_falls_back_to_the_backup_and_ends_as_uninterrupted(reference, finished, tmp_path, damage):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    DAMAGES[damage](out / "search.h5")
+    r = run(out)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "resuming from search.h5.bak (2 of 5" in lines[0]
+    want, got = outcome(reference), outcome(out)
+    assert all(np.array_equal(want[k], got[k]) for k in want), damage
+    assert checkpoint.read(out / "search.h5.bak").iteration >= 2  # the damaged file never became the backup
+
+
+@pytest.mark.parametrize("damage", ["deleted q_value", "iteration 999", "invalid code", "truncated"])
+def test_both_files_bad_is_one_line_and_neither_file_changes(finished, tmp_path, damage):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    DAMAGES[damage](out / "search.h5")
+    DAMAGES[damage](out / "search.h5.bak")
+    before = (md5(out / "search.h5"), md5(out / "search.h5.bak"))
+    r = run(out)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"bqnn.search: error: {out / 'search.h5'}") and "search.h5.bak" in r.stderr
+    assert (md5(out / "search.h5"), md5(out / "search.h5.bak")) == before
+    assert sorted(p.name for p in out.iterdir()) == ["search.h5", "search.h5.bak"]
+
+
+def test_flipped_bits_are_detected_or_harmless(finished, tmp_path):
+    """20 single-bit flips at random offsets: the load falls back to the backup, or reads exactly what was
+    written (the bit was in unused space)."""
+    good = checkpoint.read(finished / "search.h5")
+    data = (finished / "search.h5").read_bytes()
+    rng = random.Random(20261122)
+    detected = 0
+    for k in range(20):
+        out = tmp_path / f"flip{k}"
+        shutil.copytree(finished, out)
+        raw = bytearray(data)
+        offset = rng.randrange(len(raw))
+        raw[offset] ^= 1 << rng.randrange(8)
+        (out / "search.h5").write_bytes(bytes(raw))
+        before = md5(out / "search.h5")
+        state, used, warning = checkpoint.load(out, check=check_state)
+        assert md5(out / "search.h5") == before
+        if used.name == "search.h5.bak":
+            detected += 1
+            assert warning.startswith("warning: ") and state.iteration == 2
+        else:
+            assert warning is None and state.iteration == good.iteration
+            assert np.array_equal(state.candidates, good.candidates) and state.config_json == good.config_json
+            assert all(np.array_equal(state.strategy_arrays[k], good.strategy_arrays[k])
+                       for k in good.strategy_arrays)
+    assert detected >= 1
