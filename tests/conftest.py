@@ -85,6 +85,26 @@ def search_in_process(tmp_path: Path, name: str, sets: list[str], config: str = 
     return state, c[np.argsort(c["id"], kind="stable")], buf.getvalue()
 
 
+def race(start, stagger: float, timeout: float = 240) -> list[tuple[int, str, str, float]]:
+    """Start two processes with `start()`, `stagger` seconds apart, and wait for both: per process (exit code,
+    stdout, stderr, seconds from its own start to its exit)."""
+    import time
+
+    starts, procs = [], []
+    for k in range(2):
+        if k:
+            time.sleep(stagger)
+        starts.append(time.monotonic())
+        procs.append(start())
+    ended: dict[int, float] = {}
+    while len(ended) < 2 and time.monotonic() - starts[0] < timeout:
+        for i, p in enumerate(procs):
+            if i not in ended and p.poll() is not None:
+                ended[i] = time.monotonic() - starts[i]
+        time.sleep(0.02)
+    return [(p.returncode, *p.communicate(timeout=10), ended.get(i, float("inf"))) for i, p in enumerate(procs)]
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
     import time
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bqnn.run.lock import LOCKNAME, LockError, OutputLock, stale_reason
-from tests.conftest import ROOT
+from tests.conftest import ROOT, race
 
 SLOW = ["--config", "/dev/null", "--set", "trainer.kind=simulated", "--set", "trainer.sim_seconds=0.4",
         "--set", "search.schedule=[[1.0, 2]]", "--set", "search.blocks_per_iteration=6"]
@@ -80,17 +80,7 @@ def start(out, *extra):
 @pytest.mark.parametrize("stagger", [0.0, 1.5])
 def test_two_searches_on_one_directory_exactly_one_runs(tmp_path, stagger):
     out = tmp_path / "run"
-    a = start(out)
-    time.sleep(stagger)
-    t0 = time.monotonic()
-    b = start(out)
-    ended: dict[int, float] = {}
-    while len(ended) < 2 and time.monotonic() - t0 < 120:
-        for i, p in enumerate((a, b)):
-            if i not in ended and p.poll() is not None:
-                ended[i] = time.monotonic() - t0
-        time.sleep(0.02)
-    results = [(p.returncode, *p.communicate(timeout=10), ended[i]) for i, p in enumerate((a, b))]
+    results = race(lambda: start(out), stagger, timeout=120)
     assert sorted(r[0] for r in results) == [0, 2], results
     loser = next(r for r in results if r[0] == 2)
     assert loser[2].strip().splitlines() == [loser[2].strip()]  # one line
