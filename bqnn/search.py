@@ -29,15 +29,16 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .blocks.code import NSCError
-from .config import RUNTIME_KEYS, Config, ConfigError, diff, from_json, load
-from .data.errors import DataError
-from .run import checkpoint
-from .run.invariants import check_state
-from .run.lock import LockError, OutputLock
-from .signals import StopFlag
+from .signals import StopFlag, hold
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .run import checkpoint
+
+# Everything else is imported inside the functions: run as a program, this module holds stop signals
+# (signals.hold) before numpy, h5py and MPI load, so a SIGTERM during start-up still exits 143.
 
 PROG = "bqnn.search"
 
@@ -58,6 +59,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def resolve(args: argparse.Namespace) -> tuple[Config, checkpoint.SearchState | None, str | None]:
     """The config to run and the state to resume from (None for a new search)."""
+    from .config import RUNTIME_KEYS, ConfigError, diff, from_json, load
+    from .run import checkpoint
+    from .run.invariants import check_state
+
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
@@ -77,7 +82,11 @@ def resolve(args: argparse.Namespace) -> tuple[Config, checkpoint.SearchState | 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from .blocks.code import NSCError
+    from .config import ConfigError, load
     from .mpi.launch import world  # roles are decided once, here
+    from .run import checkpoint
+    from .run.lock import LockError, OutputLock
 
     comm = world()
     if comm is not None and comm.Get_rank() != 0:
@@ -125,6 +134,9 @@ def run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm
 def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any, stop: StopFlag,
                 main_is_bad: bool) -> int:
     from .blocks import budget
+    from .config import ConfigError
+    from .data.errors import DataError
+    from .run import checkpoint
     from .run.executor import Executor, InlineExecutor, WorkerStartupError
     from .run.master import Master
 
@@ -181,6 +193,7 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
 _HDF5_FAILED = False
 
 if __name__ == "__main__":
+    hold()
     exit_status = main()
     if _HDF5_FAILED:
         sys.stdout.flush()

@@ -7,6 +7,10 @@ Used by the entry points (search, train) and the layers they drive:
     stop.restore()                           # the handlers that were there before (library use)
     return stop.exit_code                    # 143 (TERM, USR1), 130 (INT), 0 without a signal
 
+An entry point run as a program calls `hold()` before its heavy imports (numpy, h5py, MPI start-up take a
+second or more): a stop signal in that window is held instead of killing the process with status 15, and the
+first StopFlag installed afterwards (or a worker, through `held()`) acts on it: the job still exits 143.
+
 `Stopped` is raised out of training when the job is stopping: by the handler itself while the flag is
 `interruptible` (one process training inline: the checkpoint is written within seconds, not after the
 candidate), or by a trainer whose `interrupt` callback says stop (an MPI worker told to STOP). It is a
@@ -22,6 +26,23 @@ from typing import Any
 # Exit code of every rank when a stop signal ends the job.
 EXIT_CODES: dict[int, int] = {signal.SIGTERM: 143, signal.SIGUSR1: 143, signal.SIGINT: 130}
 STOP_SIGNALS = tuple(EXIT_CODES)
+
+_held: list[int] = []  # stop signals received between hold() and the first StopFlag.install()
+
+
+def _hold_handler(signum: int, frame: FrameType | None) -> None:
+    _held.append(signum)
+
+
+def hold() -> None:
+    """Hold stop signals until a StopFlag is installed (start-up of a program; not for library use)."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, _hold_handler)
+
+
+def held() -> int | None:
+    """The first stop signal received while held, if any."""
+    return _held[0] if _held else None
 
 
 def exit_code(signum: int | None) -> int:
@@ -56,6 +77,8 @@ class StopFlag:
     def install(self) -> None:
         for s in STOP_SIGNALS:
             self._previous[s] = signal.signal(s, self.handler)
+        if self.signum is None and _held:  # arrived during start-up (hold)
+            self.signum = _held[0]
 
     def restore(self) -> None:
         """Put back the handlers `install` replaced (bqnn called from another program)."""

@@ -42,7 +42,7 @@ class SearchConfig:
     shaped_reward: bool = True  # r_t = r_T / T (eq. 6); false: r_t = 0 (MetaQNN)
     replay_samples: int = 64  # blocks replayed after each iteration (AAAI: 128)
     dispatch: Literal["batch", "async"] = "batch"  # MPI: Q-update per iteration, or as results arrive
-    checkpoint_interval: float = 60.0  # seconds between checkpoints while results arrive
+    checkpoint_interval: float = 1.0  # the longest a finished result waits before it is in search.h5, s
 
 
 @dataclass(frozen=True)

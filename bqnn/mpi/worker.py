@@ -29,7 +29,7 @@ from mpi4py import MPI
 
 from ..blocks.code import from_array
 from ..config import from_json
-from ..signals import STOP_SIGNALS, Stopped
+from ..signals import STOP_SIGNALS, Stopped, held
 from ..training.factory import make_trainer
 from ..training.result import Status, Trainer, TrainResult, clip_text
 from .backoff import WORKER_WINDOW, Backoff, precise_naps
@@ -84,6 +84,9 @@ def run_worker(comm: Any) -> int:
     precise_naps()
     for s in STOP_SIGNALS:
         signal.signal(s, w.on_signal)
+    first = held()
+    if first is not None:  # a stop signal during start-up (signals.hold)
+        w.on_signal(first, None)
     trainer: Trainer | None = None
     try:
         trainer, _ = make_trainer(cfg, index, per_node)  # simulated: no torch, hundreds fit on one machine

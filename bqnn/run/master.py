@@ -14,11 +14,14 @@ Per iteration i (batch dispatch, the paper's):
      a block whose hash is already being trained waits for that result; any
      other block is submitted;
   3. when all results of i are in, the strategy observes every candidate in id
-     order (repeats included), then ends the iteration (replay), and the state
-     is checkpointed (unless the last checkpoint is less than a second old).
-Checkpoints are also written every `checkpoint_interval` seconds while results
-arrive and on SIGTERM/SIGUSR1/SIGINT; the candidates of the current iteration
-that are not finished are stored as in flight and trained again on resume, so
+     order (repeats included), then ends the iteration (replay); the state is
+     checkpointed as below.
+A finished result is in search.h5 at most `checkpoint_interval` seconds (default 1) after it
+arrives: rank 0 writes as soon as there are unsaved records and the last write is that old, so a
+worker lost to the OOM killer or a node failure costs only the candidates in flight, results that
+arrive seconds apart are each written at once, and sub-second iterations are written together.
+Checkpoints are also written on SIGTERM/SIGUSR1/SIGINT and at the end; the candidates of the current
+iteration that are not finished are stored as in flight and trained again on resume, so
 an interrupted search continues with exactly the blocks and Q-table of an
 uninterrupted one.
 """
@@ -46,10 +49,8 @@ from . import checkpoint, progress
 from .candidates import CandidateTable, candidate_dtype
 from .executor import Done, Executor, Task
 
-# End-of-iteration checkpoints are skipped when the last one is younger than this (seconds): with
-# sub-second iterations (hundreds of ranks, short tasks) writing each would take a good part of rank 0's
-# time, and any checkpoint resumes exactly. Stops and the end of the search always write one.
-ITERATION_SAVE_GAP = 1.0
+# The longest rank 0 blocks waiting for results when nothing is due (seconds): stop flags are seen this often.
+WAIT = 1.0
 
 
 class Master:
@@ -86,6 +87,7 @@ class Master:
         self.t_start = time.perf_counter()
         self.t_iteration = self.t_start
         self.last_save = time.perf_counter()
+        self.unsaved = 0  # records added since the last checkpoint
         # resumed from search.h5.bak because search.h5 was bad: the first save must not make the bad file the backup
         self.backup_next_save = not main_is_bad
         if state is not None:
@@ -124,6 +126,7 @@ class Master:
             reward=compute_reward(acc_for_reward, flops, density, self.cfg.reward), flops=flops, params=params,
             density=density, blocks=n, seconds=seconds, epochs=epochs, restarts=restarts, epsilon=task.epsilon,
             message=clip_text(message))
+        self.unsaved += 1
 
     def _record_repeat(self, task: Task, source_id: int) -> None:
         src = self.records[source_id]
@@ -159,15 +162,22 @@ class Master:
             if self.stop.signum is not None:
                 raise Stopped(self.stop.signum)
             self._propose(asynchronous)
-            finished = self.executor.wait(timeout=1.0)
+            finished = self.executor.wait(timeout=self._wait_timeout())
             if asynchronous and finished:  # feed the workers that just finished before the Q-updates:
                 self._propose(asynchronous)  # they would otherwise wait for them (docs/choices.md)
             for done in finished:
                 self._on_result(done, asynchronous)
             while self.iteration < self.total and self._iteration_complete(self.iteration):
                 self._complete_iteration(self.iteration, asynchronous)
-            if time.perf_counter() - self.last_save >= self.cfg.search.checkpoint_interval:
+            if self.unsaved and time.perf_counter() - self.last_save >= self.cfg.search.checkpoint_interval:
                 self.save()
+
+    def _wait_timeout(self) -> float:
+        """How long the executor may block: until the unsaved records are due, at most WAIT."""
+        if not self.unsaved:
+            return WAIT
+        due = self.last_save + self.cfg.search.checkpoint_interval - time.perf_counter()
+        return min(WAIT, max(0.0, due))
 
     def _propose(self, asynchronous: bool) -> None:
         """batch: the whole current iteration at once, after the previous one is complete.
@@ -236,8 +246,7 @@ class Master:
         for i in ids:
             self.tasks.pop(i, None)
         self.iteration += 1
-        if time.perf_counter() - self.last_save >= min(ITERATION_SAVE_GAP, self.cfg.search.checkpoint_interval):
-            self.save()
+        self.unsaved += 1  # the iteration's Q-updates are state too
         rewards = [self._reward_of(i) for i in ids] or [float("nan")]
         now = time.perf_counter()
         self._progress(it, self.strategy.epsilon(it), rewards, now - self.t_iteration)
@@ -302,6 +311,7 @@ class Master:
         checkpoint.save(self.out, self.state(), backup=self.backup_next_save)
         self.backup_next_save = True
         self.last_save = time.perf_counter()
+        self.unsaved = 0
 
     def _restore(self, s: checkpoint.SearchState) -> None:
         self.iteration, self.next_id, self.elapsed_before, self.runs = s.iteration, s.next_id, s.elapsed, s.runs

@@ -237,3 +237,69 @@ def test_two_mpi_searches_on_one_directory_exactly_one_runs(tmp_path, stagger):
         + loser[2].split(" pid ", 1)[1].strip()]
     assert loser[3] < 5  # from its own start
     assert report(out)["candidates"] == TOTAL
+
+
+def test_a_worker_killed_by_sigkill_costs_only_the_results_of_the_last_second(tmp_path):
+    """Issue 14: a worker lost to the OOM killer (SIGKILL) takes the MPI job down with it; every result that
+    reached rank 0 more than about a second before that is in search.h5, and the rerun resumes from there."""
+    import random
+    import threading
+
+    interval, slack = 1.0, 0.5  # slack: progress lines reach this test through mpiexec's pipes (measured < 0.2 s)
+    out = tmp_path / "run"
+    args = [*SIM, "--set", "search.blocks_per_iteration=4", "--set", "search.replay_samples=4",
+            "--set", "search.schedule=[[1.0, 30]]", "--set", "trainer.sim_seconds=0.2",
+            "--set", f"search.checkpoint_interval={interval}"]
+    p = start_mpi_search(3, out, *args)
+    lines: list[tuple[float, int]] = []  # (when the progress line arrived, candidates done by then)
+
+    def read() -> None:
+        for line in p.stdout:
+            if line.startswith("iter "):
+                lines.append((time.monotonic(), int(line.split("candidates ")[1].split("/")[0])))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert wait_for(lambda: len(lines) >= 2, 60), p.stderr.read()
+    time.sleep(random.Random().uniform(2.0, 5.0))
+    killed_at = time.monotonic()
+    os.kill(rank_pids(out)[2], signal.SIGKILL)
+    assert p.wait(timeout=30) != 0
+    reader.join(timeout=10)
+    assert not rank_pids(out)
+    on_disk = set(candidates(out)["id"].tolist())
+    arrived = max((n for t, n in lines if t < killed_at - interval - slack), default=0)
+    assert arrived >= 4, lines
+    lost = sorted(set(range(arrived)) - on_disk)  # arrived well before the kill, would be trained again
+    assert not lost, (lost, arrived, len(on_disk))
+    r = mpi_search(3, out, *args[:-2])
+    assert r.returncode == 0, r.stderr
+    assert candidates(out)["id"].tolist() == list(range(120))
+
+
+def _catches_sigterm(pid: int) -> bool:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    except OSError:
+        pass
+    return False
+
+
+def test_sigterm_during_start_up_still_checkpoints_and_exits_143(tmp_path):
+    """Issue 14: a stop signal while the ranks are still importing numpy, h5py and MPI is held, not fatal
+    (exit 15 before): the job writes its first checkpoint and exits 143, and the same command resumes."""
+    out = tmp_path / "run"
+    p = start_mpi_search(3, out, *SIM, "--set", "trainer.sim_seconds=0.1")
+    assert wait_for(lambda: len(pids := rank_pids(out)) == 3 and all(_catches_sigterm(q) for q in pids.values()),
+                    60, interval=0.005)
+    assert not out.exists()  # still starting: the output directory is made after the imports and MPI start-up
+    os.kill(p.pid, signal.SIGTERM)
+    rc = p.wait(timeout=60)
+    stdout, stderr = p.communicate()
+    assert rc == 143, (rc, stdout, stderr)
+    assert "stopped by signal SIGTERM" in stdout
+    r = mpi_search(3, out, "--set", "trainer.sim_seconds=0")
+    assert r.returncode == 0, r.stderr
+    assert "resuming at iteration 1/" in r.stdout

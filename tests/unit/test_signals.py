@@ -39,3 +39,23 @@ def test_restore_puts_back_the_handlers_it_replaced():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_signal_held_at_start_up_is_acted_on_by_the_first_flag():
+    from bqnn import signals
+
+    before = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
+    try:
+        signals.hold()
+        os.kill(os.getpid(), signal.SIGTERM)  # held: the process lives on
+        os.kill(os.getpid(), signal.SIGINT)
+        assert signals.held() == signal.SIGTERM
+        stop = StopFlag()
+        stop.install()
+        assert stop.signum == signal.SIGTERM and stop.exit_code == 143
+        stop.restore()
+    finally:
+        signals._held.clear()
+        for s, h in before.items():
+            signal.signal(s, h)
+    assert StopFlag().signum is None

@@ -116,3 +116,59 @@ def test_a_stopped_search_resumes_to_the_uninterrupted_result(tmp_path, stop_at)
     sa, _ = whole.strategy.state()
     sb, _ = resumed.strategy.state()
     assert sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
+
+
+class Watching(Recording):
+    """Trains each candidate for `seconds`; at each call notes the time, the ids that came back before it and
+    the ids in search.h5 on disk (nobody writes while the inline executor trains)."""
+
+    def __init__(self, cfg, out, seconds: float) -> None:
+        super().__init__(cfg)
+        self.out, self.seconds = out, seconds
+        self.returned: list[tuple[float, int]] = []  # (time the result came back, id)
+        self.seen: list[tuple[float, set[int], list[tuple[float, int]]]] = []
+
+    def train(self, nsc, seed, candidate_id=-1, interrupt=None, blocks_per_stage=0):
+        import time
+
+        import h5py
+
+        now = time.perf_counter()
+        on_disk = set()
+        if (self.out / "search.h5").exists():
+            with h5py.File(self.out / "search.h5") as f:
+                on_disk = set(f["candidates"]["id"].tolist())
+        self.seen.append((now, on_disk, list(self.returned)))
+        time.sleep(self.seconds)
+        result = super().train(nsc, seed, candidate_id, interrupt, blocks_per_stage)
+        self.returned.append((time.perf_counter(), candidate_id))
+        return result
+
+
+def test_a_result_is_in_search_h5_within_the_checkpoint_interval(tmp_path):
+    """Issue 14: results are written at most `checkpoint_interval` after they arrive, several per write."""
+    interval, seconds = 0.5, 0.1
+    cfg = load(None, [*TINY, "space.max_index=6", f"search.checkpoint_interval={interval}",
+                        "search.schedule=[[1.0, 2]]"])
+    out = tmp_path / "run"
+    stop = StopFlag()
+    trainer = Watching(cfg, out, seconds)
+    writes = []
+    real_save = checkpoint.save
+
+    def counting_save(*a, **k):
+        writes.append(1)
+        return real_save(*a, **k)
+
+    checkpoint.save = counting_save
+    try:
+        assert Master(cfg, out, InlineExecutor(trainer, stop), stop, log=lambda line: None).run() == 0
+    finally:
+        checkpoint.save = real_save
+    trained = len(trainer.returned)
+    assert trained >= 20
+    late = [(round(now - t, 2), cid) for now, on_disk, returned in trainer.seen for t, cid in returned
+            if now - t > interval + seconds + 0.2 and cid not in on_disk]
+    assert not late, f"results not on disk long after they arrived (seconds, id): {late}"
+    # batched: far fewer writes than results (a write per result would be `trained` writes)
+    assert 2 <= len(writes) <= trained * (seconds / interval) * 1.5 + 2
