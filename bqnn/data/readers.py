@@ -14,10 +14,13 @@ numpy arrays and plain containers, so a crafted file cannot run code.
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -36,24 +39,46 @@ class RawData:
     num_classes: int
 
 
+# The largest IDX data a reader accepts (bytes): the header's dimensions are checked against it before
+# anything is allocated, so a damaged header or a gzip bomb is an error, not an exhausted memory.
+MAX_IDX_BYTES = 1 << 34
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """One IDX file (unsigned byte data), gzip-compressed or not."""
+    """One IDX file (unsigned byte data), gzip-compressed or not; any malformed input is a DataError naming it."""
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
-    expected = int(np.prod(dims))
-    if len(raw) - header != expected:
-        raise DataError(f"{path}: truncated or oversized IDX file: {len(raw) - header} data bytes, expected {expected}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+            ndim = head[3]
+            dim_bytes = f.read(4 * ndim)
+            if len(dim_bytes) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            dims = struct.unpack(">" + "I" * ndim, dim_bytes)
+            expected = math.prod(dims)  # exact: no overflow whatever the header says
+            if expected > MAX_IDX_BYTES:
+                raise DataError(f"{path}: IDX header declares {' x '.join(map(str, dims))} = {expected} bytes, "
+                                f"over the {MAX_IDX_BYTES} a dataset file may hold (damaged header?)")
+            raw = _read_at_most(f, expected + 1)
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+    if len(raw) != expected:
+        raise DataError(f"{path}: truncated or oversized IDX file: {len(raw)}{'+' if len(raw) > expected else ''} "
+                        f"data bytes, expected {expected}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
+
+
+def _read_at_most(f: BinaryIO, limit: int) -> bytes:
+    """Up to `limit` bytes, read in chunks (a plain read(limit) would allocate `limit` bytes at once)."""
+    chunks, got = [], 0
+    while got < limit:
+        chunk = f.read(min(limit - got, 1 << 24))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def _idx_file(root: Path, name: str) -> Path:
@@ -99,6 +124,9 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR python batch: a dict whose `data` is a uint8 array of N x 3072 and whose labels are N ints.
+    Types and sizes are checked before any conversion, so containers shared inside a small pickle cannot
+    grow into gigabytes, and every malformed file is a DataError naming it."""
     if not path.is_file():
         raise DataError(f"missing CIFAR file {path}")
     try:
@@ -107,15 +135,32 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarra
     except Exception as e:  # any unpickling failure means a malformed file
         raise DataError(f"{path}: not a CIFAR python batch ({type(e).__name__}: {e})") from None
     if not isinstance(d, dict):
-        raise DataError(f"{path}: not a CIFAR python batch (expected a dict)")
-    d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+        raise DataError(f"{path}: not a CIFAR python batch (expected a dict, found {type(d).__name__})")
+    d = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else k): v for k, v in d.items()}
     if "data" not in d or label_key not in d:
         raise DataError(f"{path}: CIFAR batch lacks 'data' or '{label_key}'")
-    x = np.asarray(d["data"], dtype=np.uint8)
-    y = np.asarray(d[label_key], dtype=np.int64)
-    if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
-        raise DataError(f"{path}: expected data of shape (N, 3072) and N labels, got {x.shape} and {y.shape}")
+    x = d["data"]
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+        what = f"a {x.dtype} array of shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise DataError(f"{path}: CIFAR 'data' must be a uint8 array of shape (N, 3072), found {what}")
+    y = _labels(path, label_key, d[label_key], len(x))
     return x.reshape(-1, 3, 32, 32), y
+
+
+def _labels(path: Path, key: str, labels: Any, n: int) -> np.ndarray:
+    """N integer labels, from a list of ints (as CIFAR stores them) or an integer array."""
+    if isinstance(labels, np.ndarray):
+        ok = labels.ndim == 1 and len(labels) == n and labels.dtype.kind in "iu"
+    else:
+        ok = isinstance(labels, list) and len(labels) == n and all(type(v) is int for v in labels)
+    if not ok:
+        found = (f"a {labels.dtype} array of shape {labels.shape}" if isinstance(labels, np.ndarray)
+                 else f"a list of {len(labels)}" if isinstance(labels, list) else type(labels).__name__)
+        raise DataError(f"{path}: CIFAR '{key}' must be {n} integers (one per image), found {found}")
+    try:
+        return np.asarray(labels, dtype=np.int64)
+    except OverflowError:
+        raise DataError(f"{path}: CIFAR '{key}' holds integers beyond 64 bits") from None
 
 
 def load_cifar(root: str, num_classes: int) -> RawData:
