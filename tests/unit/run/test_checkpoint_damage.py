@@ -9,6 +9,8 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bqnn.run import checkpoint
 from bqnn.run.invariants import check_state
@@ -188,3 +190,83 @@ def test_flipped_bits_are_detected_or_harmless(finished, tmp_path):
             assert all(np.array_equal(state.strategy_arrays[k], good.strategy_arrays[k])
                        for k in good.strategy_arrays)
     assert detected >= 1
+
+
+def _same_state(a, b) -> bool:
+    return (a.iteration == b.iteration and a.next_id == b.next_id and a.config_json == b.config_json
+            and np.array_equal(a.candidates, b.candidates) and np.array_equal(a.inflight_id, b.inflight_id)
+            and a.strategy_attrs == b.strategy_attrs
+            and set(a.strategy_arrays) == set(b.strategy_arrays)
+            and all(np.array_equal(a.strategy_arrays[k], b.strategy_arrays[k]) for k in a.strategy_arrays))
+
+
+@st.composite
+def _mutations(draw, size: int):
+    """Byte-level damage: bit flips, overwritten or zeroed ranges, a truncation."""
+    ops = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["flip", "flip", "bytes", "zeros", "truncate"]))
+        offset = draw(st.integers(0, size - 1))
+        if kind == "flip":
+            ops.append((kind, offset, draw(st.integers(0, 7))))
+        elif kind in ("bytes", "zeros"):
+            ops.append((kind, offset, draw(st.binary(min_size=1, max_size=64))))
+        else:
+            ops.append((kind, offset, None))
+    return ops
+
+
+def _apply(data: bytes, ops) -> bytes:
+    raw = bytearray(data)
+    for kind, offset, arg in ops:
+        offset = min(offset, max(len(raw) - 1, 0))
+        if kind == "flip" and raw:
+            raw[offset] ^= 1 << arg
+        elif kind == "bytes":
+            raw[offset:offset + len(arg)] = arg
+        elif kind == "zeros":
+            raw[offset:offset + len(arg)] = bytes(len(arg))
+        elif kind == "truncate":
+            del raw[offset:]
+    return bytes(raw)
+
+
+def test_fuzz_mutated_checkpoints(finished, tmp_path_factory):
+    """>= 1,000 damaged files (issue 14): the load reads exactly what was written, falls back to the backup with
+    one warning line, or (both files damaged) raises one line naming both; never a traceback or another state;
+    neither file changes."""
+    good = checkpoint.read(finished / "search.h5")
+    data = (finished / "search.h5").read_bytes()
+    base = tmp_path_factory.mktemp("fuzz")
+    counts = {"harmless": 0, "backup": 0, "both bad": 0}
+
+    @settings(max_examples=1000, deadline=5000, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(_mutations(len(data)), st.one_of(st.none(), _mutations(len(data))))
+    def case(main_ops, bak_ops):
+        out = base / "run"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        (out / "search.h5").write_bytes(_apply(data, main_ops))
+        (out / "search.h5.bak").write_bytes(data if bak_ops is None else _apply(data, bak_ops))
+        before = (md5(out / "search.h5"), md5(out / "search.h5.bak"))
+        try:
+            state, used, warning = checkpoint.load(out, check=check_state)
+        except checkpoint.CheckpointError as e:
+            assert bak_ops is not None, f"one damaged file, yet no fallback: {e}"
+            text = str(e)
+            assert "\n" not in text and str(out / "search.h5") in text and "search.h5.bak" in text, text
+            counts["both bad"] += 1
+        else:
+            assert _same_state(state, good), (used, warning)  # the state written, never another one
+            if used.name == "search.h5.bak":
+                assert warning.startswith("warning: ") and "\n" not in warning
+                counts["backup"] += 1
+            else:
+                assert warning is None
+                counts["harmless"] += 1
+        assert (md5(out / "search.h5"), md5(out / "search.h5.bak")) == before
+
+    case()
+    print(counts)
+    assert sum(counts.values()) >= 1000 and counts["backup"] >= 300 and counts["both bad"] >= 100, counts
