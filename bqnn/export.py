@@ -14,7 +14,7 @@ import json
 import sys
 
 from .blocks.code import format_nsc
-from .nets.portable import export_onnx, load_network, save_network
+from .nets.portable import UnreadableFile, export_onnx, load_network, save_network
 
 __all__ = ["export_onnx", "load_network", "main", "save_network"]
 
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         model = load_network(args.model)
-    except Exception as e:
-        print(f"bqnn.export: error: {args.model}: {e}", file=sys.stderr)
+    except UnreadableFile as e:  # names the file
+        print(f"bqnn.export: error: {e}", file=sys.stderr)
         return 2
     info = {"nsc": format_nsc(model.nsc), "image_size": model.image_size, "classes": model.classifier.out_features,
             "params": sum(p.numel() for p in model.parameters()), "meta": model.meta}

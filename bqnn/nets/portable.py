@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,6 +29,36 @@ from .network import build_network
 
 FORMAT = "bqnn-network"
 VERSION = 1
+
+
+class UnreadableFile(ValueError):
+    """A file torch cannot read as plain weights (damaged, not a torch file, or holding code); one line."""
+
+
+def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load(path, weights_only=True)`, its failures (several lines of advice from torch) turned into
+    one line naming the file and the reason. Also used for `python -m bqnn.train`'s train.pt."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as e:
+        if e.filename is not None:  # opening it failed: missing, a directory, no permission
+            raise UnreadableFile(f"{path}: cannot read ({e.strerror or e})") from None
+        raise UnreadableFile(f"{path}: not a file of plain weights ({one_line_reason(e)})") from None  # a bad seek
+    except Exception as e:  # UnpicklingError (refused or damaged pickle), RuntimeError (not a zip), EOFError
+        raise UnreadableFile(f"{path}: not a file of plain weights ({one_line_reason(e)})") from None
+
+
+def one_line_reason(e: BaseException) -> str:
+    """The informative line of torch's message: the unpickler's own words, else its first non-empty line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "WeightsUnpickler error:" in ln:
+            rest = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            if rest:
+                return rest.split(" Please use ")[0].rstrip(".")
+            i = lines.index(ln)
+            return lines[i + 1] if i + 1 < len(lines) else type(e).__name__
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
 def save_network(path: str | Path, model: nn.Module, nsc: NSC, network: NetworkConfig, in_channels: int,
@@ -55,12 +86,22 @@ def save_network(path: str | Path, model: nn.Module, nsc: NSC, network: NetworkC
 
 
 def load_network(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """The network in eval mode, with `.nsc`, `.mean`, `.std` (tensors shaped (1, C, 1, 1)) and `.meta`."""
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    """The network in eval mode, with `.nsc`, `.mean`, `.std` (tensors shaped (1, C, 1, 1)) and `.meta`.
+    A file that is not such a network raises UnreadableFile (one line naming it)."""
+    state = load_weights_only(path, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a network exported by bqnn")
+        raise UnreadableFile(f"{path} is not a network exported by bqnn")
+    try:
+        return _network(state, path)
+    except UnreadableFile:
+        raise
+    except Exception as e:  # a key missing or of the wrong type, weights of another shape: damaged or edited
+        raise UnreadableFile(f"{path}: a damaged bqnn network file ({one_line_reason(e)})") from None
+
+
+def _network(state: dict, path: str | Path) -> nn.Module:
     if int(state["version"]) > VERSION:
-        raise ValueError(f"{path} has format version {state['version']}, newer than this bqnn ({VERSION})")
+        raise UnreadableFile(f"{path} has format version {state['version']}, newer than this bqnn ({VERSION})")
     n = state["network"]
     cfg = NetworkConfig(n["framework"], int(n["blocks_per_stage"]), tuple(int(f) for f in n["filters"]))
     nsc = parse(state["nsc"], max_index=max(31, state["nsc"].count("(")))

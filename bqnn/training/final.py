@@ -29,7 +29,7 @@ from ..blocks.graph import graph
 from ..config import FinalTrainConfig, TrainJobConfig, to_dict, to_json
 from ..data.sources import MemorySource, StreamSource
 from ..nets.network import build_network
-from ..nets.portable import save_network
+from ..nets.portable import UnreadableFile, load_weights_only, one_line_reason, save_network
 from ..signals import StopFlag, Stopped
 from .dist import Dist
 
@@ -105,18 +105,25 @@ class Job:
         if not self.ckpt.exists():
             return False
         try:
-            state = torch.load(self.ckpt, map_location=self.device, weights_only=True)
-        except Exception as e:
-            raise TrainError(f"{self.ckpt} is unreadable ({type(e).__name__}); move it away to start over",
-                             exit_code=2) from None
-        if state["nsc"] != format_nsc(self.nsc) or state["config"] != to_json(self.cfg):
+            state = load_weights_only(self.ckpt, self.device)
+        except UnreadableFile as e:
+            raise TrainError(f"{e}; move it away to start over", exit_code=2) from None
+        if not isinstance(state, dict) or state.get("nsc") != format_nsc(self.nsc) \
+                or state.get("config") != to_json(self.cfg):
             raise TrainError(f"{self.ckpt} belongs to another block or configuration; use another --out", exit_code=2)
+        try:
+            self._restore(state)
+        except Exception as e:  # keys missing, weights of another shape: a damaged or edited file
+            raise TrainError(f"{self.ckpt}: a damaged training checkpoint ({one_line_reason(e)}); move it away "
+                             f"to start over", exit_code=2) from None
+        return True
+
+    def _restore(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
         self.best_epoch, self.best_acc = int(state["best_epoch"]), float(state["best_acc"])
         self.best_state, self.seconds = state["best_model"], float(state["seconds"])
-        return True
 
     # -------------------------------------------------------------- training
     def _epoch(self, epoch: int) -> float:

@@ -102,3 +102,26 @@ def test_top_k_verification_writes_next_to_the_search_and_skips_finished_ranks(t
     assert r.returncode == 0 and r.stdout.count("exists, skipped") == 2
     rep = json.loads(run_module("bqnn.report", str(search), "--json").stdout)
     assert [v["rank"] for v in rep["verified"]] == [1, 2]
+
+
+class Code:  # a class of the writer's program: a weights-only load refuses it
+    pass
+
+
+@needs_fashion
+@pytest.mark.parametrize("kind", ["junk", "code", "other"])
+def test_a_damaged_or_foreign_train_pt_is_one_line_and_kept(tmp_path, kind):
+    ckpt = tmp_path / "train.pt"
+    if kind == "junk":
+        ckpt.write_bytes(b"\x00garbage" * 50)
+    elif kind == "code":
+        torch.save({"nsc": Code()}, ckpt)
+    else:
+        torch.save({"nsc": "[(1,7,0,0,0)]", "config": "{}"}, ckpt)
+    before = ckpt.read_bytes()
+    r = run_module("bqnn.train", "--block", "residual-like", "--out", str(tmp_path), *TINY, "--set", "train.epochs=1")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert str(ckpt) in r.stderr and ckpt.read_bytes() == before
+    words = {"junk": "not a file of plain weights", "code": "Unsupported global",
+             "other": "belongs to another block or configuration"}[kind]
+    assert words in r.stderr

@@ -10,7 +10,7 @@ import torch
 from bqnn.blocks.code import INCEPTION_LIKE, parse
 from bqnn.config import NetworkConfig
 from bqnn.nets.network import build_network
-from bqnn.nets.portable import load_network, save_network
+from bqnn.nets.portable import UnreadableFile, load_network, save_network
 from tests.conftest import needs_fashion, run_module
 
 FRESH = """
@@ -74,9 +74,57 @@ def test_onnx_export_matches(tmp_path):
         assert np.abs(y - net(x).numpy()).max() < 1e-4
 
 
-def test_not_a_network_file(tmp_path):
-    torch.save({"hello": 1}, tmp_path / "x.pt")
-    with pytest.raises(ValueError, match="not a network exported by bqnn"):
-        load_network(tmp_path / "x.pt")
+class Code:  # what a weights-only load must refuse: a class of the writer's program
+    pass
+
+
+def _small_network_file(path):
+    nsc = parse("[(1,4,0,0,0),(2,1,3,1,0),(3,7,0,0,0)]")
+    cfg = NetworkConfig("cifar", 1, (8, 16, 32))
+    save_network(path, build_network(nsc, cfg, 1, 8, 3).eval(), nsc, cfg, 1, 8, 3, (0.5,), (0.25,))
+    return path
+
+
+def _edited(change):
+    def make(path):
+        _small_network_file(path)
+        state = torch.load(path, weights_only=True)
+        change(state)
+        torch.save(state, path)
+    return make
+
+
+NOT_NETWORKS = {
+    "plain dict": (lambda p: torch.save({"hello": 1}, p), "not a network exported by bqnn"),
+    "code in the pickle": (lambda p: torch.save({"x": Code()}, p), "not a file of plain weights \\(Unsupported global"),
+    "junk": (lambda p: p.write_bytes(b"garbage" * 10), "not a file of plain weights"),
+    "empty": (lambda p: p.write_bytes(b""), "not a file of plain weights"),
+    "truncated": (lambda p: p.write_bytes(_small_network_file(p).read_bytes()[:-200]), "not a file of plain weights"),
+    "weights of another shape": (_edited(lambda s: s["state_dict"].update(
+        {k: torch.zeros(1) for k in list(s["state_dict"])[:1]})), "a damaged bqnn network file \\(RuntimeError"),
+    "key missing": (_edited(lambda s: s.pop("network")), "a damaged bqnn network file \\(KeyError"),
+    "directory": (lambda p: p.mkdir(), "cannot read \\(Is a directory\\)"),
+    "missing": (lambda p: None, "cannot read \\(No such file or directory\\)"),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_NETWORKS)
+def test_not_a_network_file_is_one_line_naming_it(tmp_path, capsys, kind):
+    from bqnn.export import main
+
+    make, words = NOT_NETWORKS[kind]
+    path = tmp_path / "x.pt"
+    make(path)
+    with pytest.raises(UnreadableFile, match=words):
+        load_network(path)
+    assert main([str(path)]) == 2  # python -m bqnn.export PATH (one case runs as a program below)
+    err = capsys.readouterr().err
+    assert err.startswith(f"bqnn.export: error: {path}") and len(err.strip().splitlines()) == 1, err
+
+
+def test_export_refusing_a_pickle_with_code_is_one_line_as_a_program(tmp_path):
+    torch.save({"x": Code()}, tmp_path / "x.pt")
     r = run_module("bqnn.export", str(tmp_path / "x.pt"))
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and r.stderr == (f"bqnn.export: error: {tmp_path / 'x.pt'}: not a file of plain weights "
+                                              "(Unsupported global: GLOBAL tests.unit.nets.test_portable.Code was not "
+                                              "an allowed global by default)\n"), r.stderr
