@@ -16,8 +16,10 @@ imports nothing of bqnn.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +38,10 @@ def fsync_path(path: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+class BackupError(OSError):
+    """The new file is in place, but the old one could not become NAME.bak (which is left as it was)."""
 
 
 @contextmanager
@@ -63,8 +69,36 @@ def atomic_path(path: Path, backup: bool = False, verify: Callable[[Path], objec
         old.unlink(missing_ok=True)
         raise
     if keep:
-        os.replace(old, path.with_name(path.name + ".bak"))
+        bak = path.with_name(path.name + ".bak")
+        try:
+            os.replace(old, bak)
+        except OSError as e:  # `path` is the new, verified file; the backup stays the older one
+            old.unlink(missing_ok=True)
+            raise BackupError(e.errno, e.strerror, str(bak)) from None
     fsync_path(path.parent)
+
+
+# Linux inode flags (FS_IOC_GETFLAGS): a file with either can be neither renamed over nor linked, even by root.
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IMMUTABLE_FL, _FS_APPEND_FL = 0x10, 0x20
+
+
+def pinned(path: Path) -> str | None:
+    """'immutable' or 'append-only' when `path` carries that inode flag (`chattr +i` / `+a`), so that
+    replacing it will fail; None otherwise, or where the filesystem keeps no such flags."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
+    except OSError:  # not supported by this filesystem (tmpfs, NFS, ...)
+        return None
+    finally:
+        os.close(fd)
+    flags = int.from_bytes(buf[:4], sys.byteorder)
+    return "immutable" if flags & _FS_IMMUTABLE_FL else "append-only" if flags & _FS_APPEND_FL else None
 
 
 def write_bytes(path: Path, data: bytes) -> Path:

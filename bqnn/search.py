@@ -104,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 resolve_device(fresh.trainer.device)  # this process trains: its device must exist
         lock.acquire()  # one writer per directory, before anything is read or written there
+        checkpoint.check_replaceable(args.out)
         cfg, state, warning = resolve(args)
-    except (ConfigError, checkpoint.CheckpointError, NSCError, LockError, ValueError) as e:
+    except (ConfigError, checkpoint.CheckpointError, checkpoint.CheckpointWriteError, NSCError, LockError,
+            ValueError) as e:
         lock.abandon()
         if comm is not None:
             from .mpi.manager import abort_workers

@@ -39,7 +39,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import BackupError, atomic_path, pinned
 from .candidates import candidate_dtype
 
 FORMAT = "bqnn-search"
@@ -106,6 +106,17 @@ class CheckpointWriteError(Exception):
     path and the reason. The previous search.h5 and its .bak are intact."""
 
 
+def check_replaceable(directory: str | Path) -> None:
+    """Before any training: CheckpointWriteError if search.h5 or its .bak carries an inode flag that makes every
+    save fail (`chattr +i` or `+a`); a read-only or full directory is found by the lock and by `save`."""
+    d = Path(directory)
+    for p in (d / FILENAME, d / (FILENAME + ".bak")):
+        flag = pinned(p)
+        if flag:
+            undo = "-i" if flag == "immutable" else "-a"
+            raise CheckpointWriteError(f"cannot write {p}: the file is {flag} (chattr {undo} {p} lets bqnn replace it)")
+
+
 def save(directory: str | Path, state: SearchState, backup: bool = True) -> Path:
     """Write the state atomically, read it back, and only then replace search.h5; the previous file becomes
     search.h5.bak (unless `backup` is off: the previous file is known to be bad)."""
@@ -121,6 +132,8 @@ def save(directory: str | Path, state: SearchState, backup: bool = True) -> Path
         with atomic_path(main, backup=backup, verify=read) as part:
             with h5py.File(part, "w", libver="earliest") as f:
                 _write(f, state)
+    except BackupError as e:
+        raise CheckpointWriteError(f"cannot write {e.filename}: {e.strerror} ({main} itself was written)") from None
     except (OSError, RuntimeError, CheckpointError) as e:  # h5py reports a full disk as either
         raise CheckpointWriteError(f"cannot write {main}: {_reason(e)}") from None
     return main

@@ -12,7 +12,7 @@ from bqnn.run import checkpoint
 from tests.conftest import run_module
 
 SIM = ["--config", "/dev/null", "--set", "trainer.kind=simulated", "--set", "search.schedule=[[1.0, 12]]",
-       "--set", "search.blocks_per_iteration=64", "--set", "search.checkpoint_interval=0.05"]
+       "--set", "search.blocks_per_iteration=64", "--set", "search.checkpoint_interval=0"]  # a save per result
 
 
 @pytest.fixture
@@ -42,10 +42,11 @@ def test_a_full_disk_is_one_line_and_the_search_resumes_when_there_is_room(tiny,
     assert 0 < stopped.iteration < 12 and checkpoint.read(out / "search.h5.bak").iteration <= stopped.iteration
     moved = tmp_path / "moved"  # space freed: the same directory on a disk with room
     shutil.copytree(out, moved)
-    r = run_module("bqnn.search", "--out", str(moved), timeout=300)
+    fewer_saves = ["--set", "search.checkpoint_interval=1"]  # a runtime key: the results do not depend on it
+    r = run_module("bqnn.search", "--out", str(moved), *fewer_saves, timeout=300)
     assert r.returncode == 0, r.stderr
     ref = tmp_path / "ref"
-    assert run_module("bqnn.search", "--out", str(ref), *SIM, timeout=300).returncode == 0
+    assert run_module("bqnn.search", "--out", str(ref), *SIM, *fewer_saves, timeout=300).returncode == 0
     a, b = ids_and_rewards(moved), ids_and_rewards(ref)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
@@ -60,3 +61,95 @@ def test_a_read_only_directory_is_one_line_before_any_training(tiny):
     assert r.returncode == 2 and r.stderr.strip() == \
         f"bqnn.search: error: cannot create {out / 'search.lock'}: Read-only file system"
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.fixture
+def ext4(tmp_path):
+    """A small ext4 filesystem (a loop mount): it keeps inode flags, so `chattr +i` works (tmpfs has none)."""
+    image, mnt = tmp_path / "ext4.img", tmp_path / "ext4"
+    mnt.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    steps = [["mkfs.ext4", "-q", "-F", str(image)], ["mount", "-o", "loop", str(image), str(mnt)]]
+    for cmd in steps:
+        try:
+            if subprocess.run(cmd, capture_output=True).returncode:
+                pytest.skip(f"cannot {cmd[0]} here (needs root, e2fsprogs and loop devices)")
+        except FileNotFoundError:
+            pytest.skip(f"{cmd[0]} is not installed")
+    yield mnt
+    subprocess.run(["chattr", "-R", "-i", "-a", str(mnt)], capture_output=True)
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def chattr(flag, *paths):
+    assert subprocess.run(["chattr", flag, *map(str, paths)]).returncode == 0
+
+
+SHORT = [*SIM[:-6], "--set", "search.schedule=[[1.0, 4]]", "--set", "search.blocks_per_iteration=8"]
+
+
+def _stopped_in_iteration_3(out):
+    """SHORT's search stopped by SIGTERM while training its third iteration: a checkpoint and its .bak."""
+    import signal
+
+    from bqnn.config import load
+    from bqnn.run.executor import InlineExecutor
+    from bqnn.run.master import Master
+    from bqnn.signals import StopFlag
+    from bqnn.training.simulated import SimulatedTrainer
+
+    cfg = load(None, [v for k, v in zip(SHORT, SHORT[1:], strict=False) if k == "--set"])
+    stop, inner = StopFlag(), SimulatedTrainer(cfg)
+
+    class StopAt19:
+        def train(self, nsc, seed, candidate_id=-1, interrupt=None, blocks_per_stage=0):
+            if candidate_id >= 19:
+                stop.handler(signal.SIGTERM, None)
+            return inner.train(nsc, seed, candidate_id, interrupt, blocks_per_stage)
+
+    assert Master(cfg, out, InlineExecutor(StopAt19(), stop), stop, log=lambda line: None).run() == 143
+    shutil.copy(out / "search.h5", out / "search.h5.bak")
+    assert checkpoint.read(out / "search.h5").iteration == 2
+
+
+@pytest.mark.parametrize("pinned_file,flag", [("search.h5", "+i"), ("search.h5.bak", "+i"), ("search.h5", "+a")])
+def test_an_immutable_checkpoint_is_one_line_before_any_training_and_nothing_changes(ext4, tmp_path, pinned_file,
+                                                                                     flag):
+    out = ext4 / "run"
+    _stopped_in_iteration_3(out)
+    chattr(flag, out / pinned_file)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = run_module("bqnn.search", "--out", str(out))
+    kind = "immutable" if flag == "+i" else "append-only"
+    assert r.returncode == 2 and r.stderr == (f"bqnn.search: error: cannot write {out / pinned_file}: the file is "
+                                              f"{kind} (chattr -{flag[1]} {out / pinned_file} lets bqnn replace it)\n")
+    assert r.stdout == "" and {p.name: p.read_bytes() for p in out.iterdir()} == before  # no lock, no .part left
+    chattr(f"-{flag[1]}", out / pinned_file)
+    assert run_module("bqnn.search", "--out", str(out)).returncode == 0
+    ref = tmp_path / "ref"
+    assert run_module("bqnn.search", "--out", str(ref), *SHORT).returncode == 0
+    a, b = ids_and_rewards(out), ids_and_rewards(ref)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("pinned_file", ["search.h5", "search.h5.bak"])
+def test_a_file_made_immutable_during_the_search_fails_the_save_and_keeps_both(ext4, pinned_file):
+    """What the start-up check cannot see: `chattr +i` while the search runs. The save fails with one line; the
+    older .bak is never replaced by a copy of the current file, and no .part or .bak.tmp is left."""
+    out = ext4 / "run"
+    _stopped_in_iteration_3(out)
+    state = checkpoint.read(out / "search.h5")
+    state.iteration = 3
+    chattr("+i", out / pinned_file)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(checkpoint.CheckpointWriteError) as e:
+        checkpoint.save(out, state)
+    assert str(e.value).startswith(f"cannot write {out / pinned_file}: Operation not permitted") and \
+        "\n" not in str(e.value)
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(after) == ["search.h5", "search.h5.bak"] and after["search.h5.bak"] == before["search.h5.bak"]
+    if pinned_file == "search.h5":
+        assert after == before
+    else:  # the new file went in (read back and verified); the backup is the older one, as it was
+        assert checkpoint.read(out / "search.h5").iteration == 3
