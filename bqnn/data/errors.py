@@ -7,3 +7,9 @@ from __future__ import annotations
 
 class DataError(Exception):
     """A missing or malformed dataset; the message names the file and the problem."""
+
+
+def describe(e: BaseException) -> str:
+    """An exception from a library (zlib, pickle, numpy) as 'Type: text' on one line, for a DataError."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

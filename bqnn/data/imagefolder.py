@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from .errors import describe
 from .folder import EXTENSIONS, FolderError, Listing, list_folder
 
 __all__ = ["EXTENSIONS", "FolderError", "Listing", "list_folder", "load_fixed", "load_in_memory"]
@@ -30,7 +31,7 @@ def open_rgb(path: str):
         with Image.open(path) as im:
             return im.convert("RGB")
     except Exception as e:
-        raise FolderError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
+        raise FolderError(f"{path}: cannot decode image ({describe(e)})") from None
 
 
 def resize_shorter(im, side: int):

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..config import DataConfig
-from .errors import DataError
+from .errors import DataError, describe
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -62,7 +62,7 @@ def read_idx(path: Path) -> np.ndarray:
                                 f"over the {MAX_IDX_BYTES} a dataset file may hold (damaged header?)")
             raw = _read_at_most(f, expected + 1)
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: cannot read ({describe(e)})") from None
     if len(raw) != expected:
         raise DataError(f"{path}: truncated or oversized IDX file: {len(raw)}{'+' if len(raw) > expected else ''} "
                         f"data bytes, expected {expected}")
@@ -133,7 +133,7 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarra
         with open(path, "rb") as f:
             d = _ArrayUnpickler(f, encoding="bytes").load()
     except Exception as e:  # any unpickling failure means a malformed file
-        raise DataError(f"{path}: not a CIFAR python batch ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: not a CIFAR python batch ({describe(e)})") from None
     if not isinstance(d, dict):
         raise DataError(f"{path}: not a CIFAR python batch (expected a dict, found {type(d).__name__})")
     d = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else k): v for k, v in d.items()}

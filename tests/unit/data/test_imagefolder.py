@@ -84,3 +84,14 @@ def test_train_in_memory_and_streamed(tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "stream" / "result.json").read_text())
     assert res["config"]["data"]["resize"] == 0 and 0 <= res["test_accuracy"] <= 100
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xd8\xff\xe0 not really a jpeg", b"\x89PNG\r\n\x1a\n" + b"\0" * 20])
+def test_an_undecodable_image_is_one_line_naming_it(tmp_path, content):
+    from bqnn.data.imagefolder import open_rgb
+
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(content)
+    with pytest.raises(FolderError, match="cannot decode image") as e:
+        open_rgb(str(path))
+    assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)

@@ -97,6 +97,7 @@ def _shared_nested_lists() -> bytes:
     ("list", pickle.dumps([1, 2], protocol=2), "expected a dict, found list"),
     ("keys", pickle.dumps({b"x": 1}, protocol=2), "lacks 'data'"),
     ("truncated", pickle.dumps(_cifar(), protocol=2)[:-30], "not a CIFAR python batch"),
+    ("persistent_id", b"\x80\x02Pabc\n.", "persistent_load"),  # the unpickler's message has two lines
 ])
 def test_malformed_cifar_is_one_line_naming_the_file(tmp_path, name, content, words):
     path = tmp_path / name
