@@ -5,6 +5,8 @@ declares the build system and configures the checks (ruff, mypy, import-linter).
 """
 from setuptools import find_packages, setup
 
+TORCH = "torch>=2.13,<3"
+
 setup(
     name="bqnn",
     version="0.1.0",
@@ -12,7 +14,9 @@ setup(
     packages=find_packages(include=["bqnn", "bqnn.*"]),
     python_requires=">=3.11",
     install_requires=[
-        "torch>=2.1,<3",  # install the build for your machine first (setup.sh pins the CPU wheel here)
+        # the releases CI runs (2.13): older ones lack torch.OutOfMemoryError and fused Adam on the CPU, which the
+        # trainer uses. Install the build for your machine first (setup.sh pins the CPU wheel; docs/gpu.md: CUDA)
+        TORCH,
         "numpy>=1.24",
         "h5py>=3.8",
         "mpi4py>=3.1",

@@ -84,11 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from .blocks.code import NSCError
     from .config import ConfigError, load
-    from .mpi.launch import world  # roles are decided once, here
+    from .mpi.launch import env_rank, launch_mismatch, world, world_size  # roles are decided once, here
     from .run import checkpoint
     from .run.lock import LockError, OutputLock
 
     comm = world()
+    problem = launch_mismatch(world_size(comm), os.environ)
+    if problem:  # every task would run a search of its own: all stop, task 0 says why
+        return _fail(problem) if env_rank() == 0 else 2
     if comm is not None and comm.Get_rank() != 0:
         from .mpi.worker import run_worker
 
@@ -150,9 +153,12 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
             trainer, where = make_trainer(cfg)
             executor = InlineExecutor(trainer, stop)
         else:
-            from .mpi.manager import MPIExecutor
+            from .mpi.manager import BindingError, MPIExecutor
 
-            executor = MPIExecutor(comm, cfg, stop)
+            try:
+                executor = MPIExecutor(comm, cfg, stop)
+            except BindingError as e:  # every worker has stopped already: nothing to release
+                return _fail(str(e))
             where = f"{comm.Get_size() - 1} workers, {cfg.search.dispatch} dispatch"
         master = Master(cfg, out, executor, stop, state=state, main_is_bad=main_is_bad)
     except (DataError, ConfigError, ValueError) as e:

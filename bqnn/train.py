@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -75,15 +76,23 @@ def top_block(search_dir: str | Path, rank: int) -> tuple[NSC, dict[str, Any], s
 
 
 def setup(device_spec: str) -> tuple[Dist, torch.device]:
-    """(the process group, this rank's device); a single process when not launched by MPI."""
-    from .mpi.launch import launched_by_mpi
+    """(the process group, this rank's device); a single process when not launched by MPI. A launcher that
+    started more tasks than the MPI world holds is a ConfigError (each would train alone, all writing one
+    train.pt)."""
+    from .mpi.launch import launch_mismatch, launched_by_mpi
     from .training.device import resolve_device
 
     if not launched_by_mpi():
+        problem = launch_mismatch(1, os.environ)
+        if problem:
+            raise ConfigError(problem)
         return Dist(), resolve_device(device_spec, key="train.device")
     from .mpi.ddp import bootstrap
 
     rank, world, local, address = bootstrap()
+    problem = launch_mismatch(world, os.environ)
+    if problem:
+        raise ConfigError(problem)
     device = resolve_device(device_spec, local, key="train.device")
     if world == 1:
         return Dist(), device

@@ -118,6 +118,7 @@ class TrainerConfig:
     eval_batch_size: int = 1024
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads (0: torch's default)
+    share_gpus: bool = False  # allow two workers on one GPU (deliberate, e.g. under MPS); else refused at start-up
     amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 autocast on GPUs with bf16 and CPUs with native bf16
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA, and on CPUs when bf16 is on
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest convolution algorithms (CUDA only)
@@ -237,8 +238,8 @@ DEVICE = re.compile(r"auto|cpu|cuda|cuda:[0-9]{1,3}")
 # Keys that may change when a search is resumed: they change how, where or how fast
 # candidates are trained, not which blocks are proposed or what they score.
 RUNTIME_KEYS = frozenset({
-    "search.checkpoint_interval", "trainer.device", "trainer.threads", "trainer.amp", "trainer.channels_last",
-    "trainer.cudnn_benchmark", "trainer.fused_adam", "trainer.avg_pool_conv",
+    "search.checkpoint_interval", "trainer.device", "trainer.threads", "trainer.share_gpus", "trainer.amp",
+    "trainer.channels_last", "trainer.cudnn_benchmark", "trainer.fused_adam", "trainer.avg_pool_conv",
     "trainer.narrow_bn_contiguous",
     "trainer.eval_batch_size", "trainer.sim_seconds", "trainer.sim_sigma",
 })

@@ -1,7 +1,7 @@
 """MPI start-up: is this process part of an MPI job, and which communicator to use.
 
 Used by the entry points (search.py, train.py) before anything else, and by the manager and workers
-at start-up (`worker_slot`, `quiet_bcast`). The only place, with the rest of mpi/, that imports mpi4py.
+at start-up (`bind`, `quiet_bcast`). The only place, with the rest of mpi/, that imports mpi4py.
 mpi4py is imported (and MPI
 initialised) only when the launcher left its marks in the environment
 (mpiexec/Hydra, srun with PMI-2 or PMIx, Open MPI), so a plain
@@ -10,9 +10,12 @@ initialised) only when the launcher left its marks in the environment
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Mapping
 from typing import Any
 
 from .backoff import Backoff
+from .binding import Plan, Seen, plan_binding
 
 _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "HYDI_CONTROL_FD")
 
@@ -33,6 +36,40 @@ def env_rank() -> int:
     return 0
 
 
+# Variables an MPI launcher sets to the number of processes it started, most specific first.
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+CHECK_COMMAND = "srun -n 2 --mpi=pmi2 python -m bqnn.mpi.check"
+
+
+def launcher_tasks(env: Mapping[str, str]) -> tuple[int, str] | None:
+    """(tasks, variable) the launcher says it started, or None when nothing says. An MPI launcher's own
+    variable wins; otherwise `srun`'s step size (SLURM_STEP_NUM_TASKS in a numbered step, not in the batch
+    script, where one process runs whatever the allocation's size)."""
+    for var in _SIZE_VARS:
+        if env.get(var, "").isdigit():
+            return int(env[var]), var
+    if env.get("SLURM_STEP_ID", "").isdigit() and env.get("SLURM_STEP_NUM_TASKS", "").isdigit():
+        return int(env["SLURM_STEP_NUM_TASKS"]), "SLURM_STEP_NUM_TASKS"
+    return None
+
+
+def launch_mismatch(world_size: int, env: Mapping[str, str]) -> str | None:
+    """One line when the launcher started more (or other) tasks than the MPI world holds: each task would
+    otherwise run alone (33 searches writing one search.h5, 8 trainings writing one train.pt)."""
+    claim = launcher_tasks(env)
+    if claim is None or claim[0] == world_size:
+        return None
+    n, var = claim
+    fix = ("srun did not give MPI what it needs to start: pass srun --mpi=pmi2 (the pip MPICH) or the --mpi your "
+           "cluster's MPI needs" if var == "SLURM_STEP_NUM_TASKS" else "the MPI library does not match the launcher")
+    return (f"the launcher started {n} tasks ({var}={n}) but MPI sees a world of {world_size}: {fix}; "
+            f"check with: {CHECK_COMMAND}")
+
+
+def world_size(comm: Any) -> int:
+    return 1 if comm is None else int(comm.Get_size())
+
+
 def world() -> Any:
     """MPI.COMM_WORLD when launched by an MPI launcher, else None."""
     if not launched_by_mpi():
@@ -42,21 +79,11 @@ def world() -> Any:
     return MPI.COMM_WORLD
 
 
-def worker_slot(comm: Any) -> tuple[int, int]:
-    """(this rank's index among the worker ranks of its node, number of worker ranks on the node).
-
-    Collective over `comm`: rank 0 (index -1) calls it too. Workers use the
-    index to pick their GPU, the count to share the node's CPU cores."""
-    from mpi4py import MPI
-
-    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    try:
-        ranks = node.allgather(comm.Get_rank())
-    finally:
-        node.Free()
-    workers = sorted(r for r in ranks if r != 0)
-    me = comm.Get_rank()
-    return (workers.index(me) if me in workers else -1), max(len(workers), 1)
+def bind(comm: Any, visible: tuple[str, ...], share: bool) -> Plan:
+    """The binding plan (mpi/binding.py) from what every rank sees: host and the UUIDs of its visible GPUs
+    (() for rank 0 and CPU workers). Collective over `comm`; every rank gets the same plan."""
+    rows = comm.allgather((comm.Get_rank(), socket.gethostname(), tuple(visible)))
+    return plan_binding([Seen(int(r), str(h), tuple(v)) for r, h, v in rows], share)
 
 
 def quiet_bcast(comm: Any, obj: Any, root: int = 0) -> Any:

@@ -4,27 +4,25 @@ Used by search.py when the world size is above 1, as the search loop's executor 
 
     mpiexec -n 5 python -m bqnn.search --config JOB --out DIR     # rank 0 + 4 workers
 
-Start-up (collective, in this order on every rank): rank 0 broadcasts the
-resolved config as JSON (or None: workers exit 2; workers wait for it with naps,
-`launch.quiet_bcast`), then all ranks take part in
-the node layout (`launch.worker_slot`). Then workers pull: READY once, a RESULT
-after each task; rank 0 answers with a TASK or, at the end, STOP carrying the
-exit code; workers reply BYE and exit with it. A worker that cannot start
-(e.g. its dataset is missing) sends a RESULT with id -1 and the error; the
-search goes on without it, and fails with that one line if no worker is left.
-A worker that receives SIGTERM/SIGUSR1/SIGINT sends SIGNAL(signum) so that the
-whole job checkpoints and stops, whichever rank got the signal.
+Start-up (collective, in this order on every rank): rank 0 broadcasts the resolved config as JSON (or None:
+workers exit 2; workers wait for it with naps, `launch.quiet_bcast`), then all ranks take part in the binding
+plan (`launch.bind`, mpi/binding.py: each worker's GPU; a GPU with two workers stops every rank, rank 0
+printing why). Then workers pull: READY once, a RESULT after each task; rank 0 answers with a TASK or, at the
+end, STOP carrying the exit code; workers reply BYE and exit with it. A worker that cannot start (e.g. its
+dataset is missing) sends a RESULT with id -1 and the error; the search goes on without it, and fails with
+that one line if no worker is left. A worker that receives SIGTERM/SIGUSR1/SIGINT sends SIGNAL(signum) so that
+the whole job checkpoints and stops, whichever rank got the signal.
 
-Rank 0 waits with MPI_Iprobe and short sleeps, never a blocking receive, which
-in MPICH spins a core that the workers on the same node need: naps of 50-100 us
-for 0.2 s after the last message, then doubling up to 10 ms (an idle rank 0
-wakes ~100 times a second). A task goes to the most recently ready
-worker, which is still polling fast. Per-rank busy time (task sent -> result
-received) and idle time (ready -> task sent) give the utilization.
+Rank 0 waits with MPI_Iprobe and short sleeps, never a blocking receive, which in MPICH spins a core that the
+workers on the same node need: naps of 50-100 us for 0.2 s after the last message, then doubling up to 10 ms
+(an idle rank 0 wakes ~100 times a second). A task goes to the most recently ready worker, which is still
+polling fast. Per-rank busy time (task sent -> result received) and idle time (ready -> task sent) give the
+utilization.
 """
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from collections import deque
 from typing import Any
@@ -38,10 +36,14 @@ from ..run.executor import Done, Task, WorkerStartupError
 from ..signals import StopFlag
 from ..training.result import Status, TrainResult
 from .backoff import MASTER_WINDOW, Backoff, precise_naps
-from .launch import quiet_bcast, worker_slot
+from .launch import bind, quiet_bcast
 from .wire import RESULT_DTYPE, Tag, task_dtype
 
 EMPTY = bytearray(0)
+
+
+class BindingError(Exception):
+    """The task layout puts two workers on one GPU (mpi/binding.py); every rank has stopped."""
 
 
 def abort_workers(comm: Any) -> None:
@@ -57,7 +59,14 @@ class MPIExecutor:
         self.max_index = cfg.space.max_index
         precise_naps()
         quiet_bcast(comm, to_json(cfg))
-        worker_slot(comm)  # collective with the workers' call
+        plan = bind(comm, (), cfg.trainer.share_gpus)  # collective with the workers' call; rank 0 trains nothing
+        if cfg.trainer.kind == "real":
+            print("binding (rank, host, device, GPU):\n" + "\n".join(plan.table), flush=True)
+        for w in plan.warnings:
+            print(f"warning: {w}", file=sys.stderr, flush=True)
+        if plan.errors:  # the workers have stopped (they computed the same plan)
+            more = f" (and {len(plan.errors) - 1} more)" if len(plan.errors) > 1 else ""
+            raise BindingError(plan.errors[0] + more)
         self.queue: deque[Task] = deque()
         self.ready: deque[int] = deque()  # ranks waiting for a task, most recently ready last
         self.pending: dict[int, Task] = {}  # rank -> the task it is training

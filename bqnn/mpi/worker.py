@@ -33,7 +33,7 @@ from ..signals import STOP_SIGNALS, Stopped, held
 from ..training.factory import make_trainer
 from ..training.result import Status, Trainer, TrainResult, clip_text
 from .backoff import WORKER_WINDOW, Backoff, precise_naps
-from .launch import quiet_bcast, worker_slot
+from .launch import bind, quiet_bcast
 from .wire import RESULT_DTYPE, Tag, task_dtype
 
 EMPTY = bytearray(0)
@@ -79,7 +79,15 @@ def run_worker(comm: Any) -> int:
     if cfg_json is None:  # rank 0 could not start the search and has said why
         return 2
     cfg = from_json(cfg_json)
-    index, per_node = worker_slot(comm)
+    visible: tuple[str, ...] = ()
+    if cfg.trainer.kind == "real":
+        from ..training.device import visible_gpus
+
+        visible = visible_gpus()
+    plan = bind(comm, visible, cfg.trainer.share_gpus)
+    if plan.errors:  # the same plan on every rank: rank 0 says why, everyone stops
+        return 2
+    index, per_node = plan.slots[comm.Get_rank()]
     w = _Worker(comm)
     precise_naps()
     for s in STOP_SIGNALS:

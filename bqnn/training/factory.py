@@ -24,10 +24,10 @@ def make_trainer(cfg: Config, local_index: int = 0, node_workers: int = 0) -> tu
         return SimulatedTrainer(cfg), "simulated trainer"
     import torch
 
-    from .device import resolve_device
+    from .device import cpu_threads, resolve_device
     from .early_stop import EarlyStopTrainer
 
     device = resolve_device(cfg.trainer.device, local_index)
     if node_workers and device.type == "cpu" and not cfg.trainer.threads:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // node_workers))
+        torch.set_num_threads(cpu_threads(node_workers, len(os.sched_getaffinity(0)), os.cpu_count() or 1))
     return EarlyStopTrainer(cfg, device), f"training in this process on {device}"
