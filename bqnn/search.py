@@ -142,7 +142,7 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
     from .config import ConfigError
     from .data.errors import DataError
     from .run import checkpoint
-    from .run.executor import Executor, InlineExecutor, WorkerStartupError
+    from .run.executor import LOST_EXIT_CODE, Executor, InlineExecutor, LostWorker, WorkerStartupError
     from .run.master import Master
 
     executor: Executor | None = None
@@ -186,6 +186,11 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
         code = master.run()
     except WorkerStartupError as e:
         code = _fail(str(e))
+    except LostWorker as e:  # hung, silent or broken: checkpoint what is done and end, so the job runs again
+        master.save()
+        _fail(f"{e}; checkpoint written, {len(master.records)} candidates done: run the same command to resume "
+              f"(slurm/search.sbatch requeues itself on exit {LOST_EXIT_CODE})")
+        code = LOST_EXIT_CODE
     except checkpoint.CheckpointWriteError as e:  # nothing is lost: search.h5 and its .bak are the last good ones
         _fail(f"{e}; the last checkpoint is kept")
         code = stop.exit_code or 2

@@ -43,6 +43,9 @@ class SearchConfig:
     replay_samples: int = 64  # blocks replayed after each iteration (AAAI: 128)
     dispatch: Literal["batch", "async"] = "batch"  # MPI: Q-update per iteration, or as results arrive
     checkpoint_interval: float = 1.0  # the longest a finished result waits before it is in search.h5, s
+    # a task training longer than this (seconds) means its worker is hung: the job checkpoints and ends (exit 75)
+    # so that it can be requeued. 0: 10 x the longest training so far, at least 600 s (none before a result)
+    task_deadline: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class TrainerConfig:
     avg_pool_conv: Literal["auto", "on", "off"] = "auto"  # average pooling as a depthwise convolution; auto: on CPUs
     # channels-last batch norm of < 16 channels on a contiguous copy; auto: on CPUs
     narrow_bn_contiguous: Literal["auto", "on", "off"] = "auto"
-    inject_fault: Literal["none", "exception", "nan", "oom"] = "none"  # testing: make candidates fail
+    inject_fault: Literal["none", "exception", "nan", "oom", "device", "hang"] = "none"  # testing: candidates fail
     inject_every: int = 0  # ... every candidate whose id is a multiple of this (0: never)
     sim_seconds: float = 0.0  # simulated trainer: median training time per candidate
     sim_sigma: float = 0.0  # simulated trainer: lognormal spread of that time
@@ -207,6 +210,7 @@ RANGES: dict[str, Range] = {
     "search.alpha": Range(0.0, 1.0, lo_open=True), "search.gamma": Range(0.0, 1.0),
     "search.q_init": Range(-1e9, 1e9), "search.replay_samples": Range(0, 1_000_000),
     "search.checkpoint_interval": Range(0.0, 86_400.0),
+    "search.task_deadline": Range(0.0, 31_536_000.0),
     "limits.params": Range(0, 2**62), "limits.flops": Range(0, 2**62),
     "pnas.beam": Range(1, 100_000), "pnas.max_size": Range(1, 30), "pnas.ensemble": Range(1, 100),
     "pnas.hidden": Range(1, 4096), "pnas.fit_steps": Range(1, 1_000_000), "pnas.fit_lr": Range(0.0, 10.0, lo_open=True),
@@ -238,7 +242,8 @@ DEVICE = re.compile(r"auto|cpu|cuda|cuda:[0-9]{1,3}")
 # Keys that may change when a search is resumed: they change how, where or how fast
 # candidates are trained, not which blocks are proposed or what they score.
 RUNTIME_KEYS = frozenset({
-    "search.checkpoint_interval", "trainer.device", "trainer.threads", "trainer.share_gpus", "trainer.amp",
+    "search.checkpoint_interval", "search.task_deadline", "trainer.device", "trainer.threads", "trainer.share_gpus",
+    "trainer.amp",
     "trainer.channels_last", "trainer.cudnn_benchmark", "trainer.fused_adam", "trainer.avg_pool_conv",
     "trainer.narrow_bn_contiguous",
     "trainer.eval_batch_size", "trainer.sim_seconds", "trainer.sim_sigma",

@@ -29,6 +29,7 @@ class Seen:
 @dataclass
 class Plan:
     slots: dict[int, tuple[int, int]] = field(default_factory=dict)  # worker rank -> (slot, workers on host)
+    hosts: dict[int, str] = field(default_factory=dict)  # every rank -> its host
     devices: dict[int, str] = field(default_factory=dict)  # worker rank -> "cuda:K" or "cpu"
     table: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -41,7 +42,7 @@ def _ranks(ranks: list[int]) -> str:
 
 def plan_binding(seen: list[Seen], share: bool = False) -> Plan:
     """Rank 0 trains nothing; every other rank is a worker."""
-    plan = Plan()
+    plan = Plan(hosts={s.rank: s.host for s in seen})
     workers = sorted((s for s in seen if s.rank != 0), key=lambda s: s.rank)
     per_host: dict[str, int] = defaultdict(int)
     for s in workers:

@@ -21,6 +21,7 @@ utilization.
 """
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 import time
@@ -32,7 +33,7 @@ from mpi4py import MPI
 
 from ..blocks.code import to_array
 from ..config import Config, to_json
-from ..run.executor import Done, Task, WorkerStartupError
+from ..run.executor import Done, LostWorker, Task, WorkerStartupError
 from ..signals import StopFlag
 from ..training.result import Status, TrainResult
 from .backoff import MASTER_WINDOW, Backoff, precise_naps
@@ -40,6 +41,11 @@ from .launch import bind, quiet_bcast
 from .wire import RESULT_DTYPE, Tag, task_dtype
 
 EMPTY = bytearray(0)
+
+
+# search.task_deadline = 0: a task may train this many times the longest training so far, and at least this long
+DEADLINE_FACTOR = 10.0
+DEADLINE_FLOOR = 600.0
 
 
 class BindingError(Exception):
@@ -60,6 +66,11 @@ class MPIExecutor:
         precise_naps()
         quiet_bcast(comm, to_json(cfg))
         plan = bind(comm, (), cfg.trainer.share_gpus)  # collective with the workers' call; rank 0 trains nothing
+        self.hosts = plan.hosts
+        self.deadline_setting = cfg.search.task_deadline
+        self.trained_longest = 0.0  # the longest successful training so far, seconds
+        self.lost: set[int] = set()  # ranks given up on (hung): not waited for at shutdown
+        self.retired: dict[int, str] = {}  # rank -> why (its device failed)
         if cfg.trainer.kind == "real":
             print("binding (rank, host, device, GPU):\n" + "\n".join(plan.table), flush=True)
         for w in plan.warnings:
@@ -103,13 +114,28 @@ class MPIExecutor:
         proposes their first blocks while they start, and each gets its task the moment it is READY."""
         return len(self.live) - len(self.pending) - len(self.queue)
 
+    def _pick(self) -> tuple[int, Task] | None:
+        """The most recently ready worker (it is polling fast, so the task starts at once) and the first task
+        it may take: a retry never goes back to the rank whose attempt failed."""
+        for k in range(len(self.queue)):
+            task = self.queue[k]
+            for i in range(len(self.ready) - 1, -1, -1):
+                if self.ready[i] != task.avoid:
+                    rank = self.ready[i]
+                    del self.ready[i]
+                    del self.queue[k]
+                    return rank, task
+        return None
+
     def _dispatch(self) -> None:
         while self.queue and self.ready:
-            # the most recently ready worker first: it is polling fast (worker.wait_message), so the
-            # task starts at once; under load every worker is fed anyway
-            rank, task = self.ready.pop(), self.queue.popleft()
+            picked = self._pick()
+            if picked is None:  # only the failed rank is ready: the retry waits for another
+                return
+            rank, task = picked
             buf = self.task_buf
             buf["id"], buf["seed"], buf["blocks_per_stage"] = task.id, task.seed, task.blocks_per_stage
+            buf["attempt"] = task.attempt
             buf["nsc"][0] = to_array(task.nsc, self.max_index)
             self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=rank, tag=Tag.TASK)
             now = time.perf_counter()
@@ -134,6 +160,7 @@ class MPIExecutor:
                 continue
             if out or self.stop.signum is not None or time.perf_counter() >= deadline:
                 return out
+            self._check_deadline()
             wait.nap(since=self.last_message)
 
     def _handle(self, src: int, tag: int) -> Done | None:
@@ -158,8 +185,19 @@ class MPIExecutor:
             transit = max(0.0, now - self.since.get(src, now) - float(rec["seconds"]))  # messages, naps, queueing
             self.idle[src] += transit
             self.in_transit += transit
+            status = Status(int(rec["status"]))
+            if status == Status.DEVICE:  # its GPU is unusable: retire it, the candidate goes to another rank
+                self._retire(src, task, message)
+                return None
             self._ready(src, now)
-            result = TrainResult(Status(int(rec["status"])), float(rec["accuracy"]), float(rec["seconds"]),
+            if status == Status.OOM and task.attempt == 0 and self.live - {src}:
+                # perhaps transient (a GPU shared with another job, fragmentation): once more, elsewhere
+                self.queue.appendleft(dataclasses.replace(task, attempt=1, avoid=src))
+                self._dispatch()
+                return None
+            if status == Status.OK:
+                self.trained_longest = max(self.trained_longest, float(rec["seconds"]))
+            result = TrainResult(status, float(rec["accuracy"]), float(rec["seconds"]),
                                  int(rec["epochs"]), int(rec["restarts"]), message)
             return Done(task, result, src, rec["host"].decode())
         elif tag == Tag.SIGNAL:
@@ -173,6 +211,38 @@ class MPIExecutor:
         else:
             raise RuntimeError(f"unexpected MPI tag {tag} from rank {src}")
         return None
+
+    def _retire(self, rank: int, task: Task, message: str) -> None:
+        self.live.discard(rank)
+        self.retired[rank] = message
+        print(f"warning: rank {rank} on {self.hosts.get(rank, '?')} is retired, its device failed: {message}; "
+              f"candidate {task.id} goes to another rank", file=sys.stderr, flush=True)
+        if not self.live:
+            raise LostWorker(f"every worker is lost; the last, rank {rank} on {self.hosts.get(rank, '?')}: {message}")
+        self.queue.appendleft(dataclasses.replace(task, attempt=task.attempt + 1, avoid=rank))
+        self._dispatch()
+
+    def deadline(self) -> tuple[float, str] | None:
+        """(seconds a task may train, why) or None while there is nothing to derive it from."""
+        if self.deadline_setting > 0:
+            return self.deadline_setting, "search.task_deadline"
+        if self.trained_longest > 0:
+            return (max(DEADLINE_FLOOR, DEADLINE_FACTOR * self.trained_longest),
+                    f"{DEADLINE_FACTOR:g} x the longest training so far, at least {DEADLINE_FLOOR:g} s")
+        return None
+
+    def _check_deadline(self) -> None:
+        limit = self.deadline()
+        if limit is None or not self.pending:
+            return
+        now = time.perf_counter()
+        rank, task = max(self.pending.items(), key=lambda rt: now - self.since.get(rt[0], now))
+        took = now - self.since.get(rank, now)
+        if took > limit[0]:
+            self.lost.add(rank)
+            raise LostWorker(f"rank {rank} on {self.hosts.get(rank, '?')} has been training candidate {task.id} for "
+                             f"{took:.1f} s, over the deadline of {limit[0]:.1f} s ({limit[1]}): it is hung or its "
+                             f"GPU stalled")
 
     def _ready(self, rank: int, now: float) -> None:
         self.since[rank] = now if self.started is None else max(now, self.started)
@@ -194,8 +264,9 @@ class MPIExecutor:
         if code is None:
             code = self.stop.exit_code
         stop = np.array([code], np.int32)
-        requests = [self.comm.Isend([stop, MPI.INT32_T], dest=r, tag=Tag.STOP) for r in sorted(self.connected)]
-        waiting = set(self.connected)
+        requests = [self.comm.Isend([stop, MPI.INT32_T], dest=r, tag=Tag.STOP)
+                    for r in sorted(self.connected - self.lost)]
+        waiting = set(self.connected - self.lost)
         deadline = time.perf_counter() + 60.0
         status = MPI.Status()
         wait = Backoff(first=1e-3, hot=1e-3, idle=1e-3)
@@ -215,3 +286,7 @@ class MPIExecutor:
         MPI.Request.Waitall(requests)
         self.connected = waiting
         self.live &= waiting
+        if self.lost:  # a hung rank never answers: end the whole job (the state is checkpointed)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.comm.Abort(code)

@@ -30,7 +30,8 @@ class Tag(IntEnum):
 
 def task_dtype(max_index: int) -> np.dtype:
     # blocks_per_stage: N of the candidate's network (BlockQNN-L's adaptive N)
-    return np.dtype([("id", np.int64), ("seed", np.int64), ("blocks_per_stage", np.int16),
+    # attempt: 1 for a retry on another rank (training/faults.attempt)
+    return np.dtype([("id", np.int64), ("seed", np.int64), ("blocks_per_stage", np.int16), ("attempt", np.int8),
                      ("nsc", np.int16, (max_index, 5))])
 
 

@@ -30,6 +30,7 @@ from mpi4py import MPI
 from ..blocks.code import from_array
 from ..config import from_json
 from ..signals import STOP_SIGNALS, Stopped, held
+from ..training import faults
 from ..training.factory import make_trainer
 from ..training.result import Status, Trainer, TrainResult, clip_text
 from .backoff import WORKER_WINDOW, Backoff, precise_naps
@@ -117,6 +118,7 @@ def run_worker(comm: Any) -> int:
         rec = task[0]
         if trainer is None:
             raise RuntimeError(f"worker {w.rank}: rank 0 sent a task to a worker that could not start")
+        faults.attempt.set(int(rec["attempt"]))
         try:
             result = trainer.train(from_array(rec["nsc"], cfg.space.max_index), int(rec["seed"]), int(rec["id"]),
                                    interrupt=w.stop_requested, blocks_per_stage=int(rec["blocks_per_stage"]))

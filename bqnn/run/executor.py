@@ -16,7 +16,7 @@ import numpy as np
 
 from ..blocks.code import NSC
 from ..signals import StopFlag
-from ..training.result import Trainer, TrainResult
+from ..training.result import Status, Trainer, TrainResult
 
 
 @dataclass
@@ -28,6 +28,8 @@ class Task:
     hash: str
     seed: int
     blocks_per_stage: int = 0  # N of its network (BlockQNN-L's adaptive N); 0 when no N fits
+    attempt: int = 0  # 1: a retry on another rank (after an out-of-memory or a device fault)
+    avoid: int = -1  # the rank whose attempt failed: a retry goes elsewhere
 
 
 @dataclass
@@ -64,6 +66,16 @@ class WorkerStartupError(Exception):
     """No worker could start; the message is the first worker's error."""
 
 
+# Exit code of a search that lost a worker (a hung or silent rank, a failed device): the state is checkpointed and
+# the job should be run again (slurm/search.sbatch requeues itself on it). EX_TEMPFAIL of sysexits.h.
+LOST_EXIT_CODE = 75
+
+
+class LostWorker(Exception):
+    """A worker is lost while the search runs: it is hung (over the task deadline), or the one process's device
+    failed. The message names the rank, its host and the candidate; the job ends with LOST_EXIT_CODE."""
+
+
 class InlineExecutor:
     """World size 1: rank 0 trains each task itself, one at a time. While it trains, a stop signal raises
     `signals.Stopped` out of the trainer (the flag is `interruptible`), so a checkpoint follows at once."""
@@ -96,6 +108,10 @@ class InlineExecutor:
             self.stop.interruptible = False
             self.busy += time.perf_counter() - t0
         self.queue.popleft()
+        if result.status == Status.DEVICE:  # no other rank to retire this one for: the job must run again
+            self.queue.appendleft(task)
+            raise LostWorker(f"the device of this process on {self.host} failed while training candidate "
+                             f"{task.id} ({result.message})")
         return [Done(task, result, 0, self.host)]
 
     def utilization(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

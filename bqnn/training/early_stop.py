@@ -46,8 +46,8 @@ from ..nets.cpu_kernels import use_cpu_kernels
 from ..nets.network import build_network
 from ..signals import Stopped
 from .device import speed_options
-from .faults import EXCEPTION_MESSAGE, OOM_MESSAGE, InjectedFault, scheduled
-from .result import Interrupt, Status, TrainResult
+from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, OOM_MESSAGE, InjectedFault, scheduled
+from .result import Interrupt, Status, TrainResult, is_device_fault
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -90,10 +90,12 @@ class EarlyStopTrainer:
         try:
             result = self._train(nsc, seed, fault, blocks_per_stage)
         except Exception as e:  # a candidate's failure is a result, never a crash
-            status = Status.OOM if _is_oom(e) else Status.ERROR
+            status = Status.OOM if _is_oom(e) else Status.DEVICE if is_device_fault(str(e)) else Status.ERROR
             result = TrainResult(status, message=_tail(e))
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+        if result.status != Status.OK and self.device.type == "cuda":
+            # outside the handler: the exception's traceback (which holds the model, its activations and the
+            # optimizer) is released by then, so the cache can give their memory back
+            torch.cuda.empty_cache()
         result.seconds = time.perf_counter() - start
         return result
 
@@ -147,6 +149,10 @@ class EarlyStopTrainer:
                     raise InjectedFault(EXCEPTION_MESSAGE)
                 if fault == "oom":
                     raise torch.OutOfMemoryError(OOM_MESSAGE)
+                if fault == "device":
+                    raise RuntimeError(DEVICE_MESSAGE)
+                if fault == "hang":
+                    time.sleep(HANG_SECONDS)  # deaf to STOP, as a process stuck in a driver call is
                 if fault == "nan":
                     loss = loss * float("nan")
             opt.zero_grad(set_to_none=True)

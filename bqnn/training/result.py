@@ -31,6 +31,19 @@ class Status(IntEnum):
     OOM = 3  # out of memory
     REJECTED = 4  # not trained: over a limit (BlockQNN-L)
     LOST = 5  # the worker went away while training it
+    DEVICE = 6  # the worker's device failed (a sticky CUDA error): never recorded, the task goes to another rank
+
+
+def is_device_fault(text: str) -> bool:
+    """An error after which the process's GPU context is unusable (every later task would fail at once): an
+    illegal address, a device-side assert, an ECC error, a lost or failed launch. Out-of-memory is not one."""
+    return any(words in text for words in DEVICE_FAULT_WORDS)
+
+
+DEVICE_FAULT_WORDS = ("illegal memory access", "illegal address", "device-side assert", "uncorrectable ECC",
+                      "unspecified launch failure", "CUDA error: misaligned address", "cudaErrorLaunchFailure",
+                      "CUBLAS_STATUS_EXECUTION_FAILED", "CUDA driver version is insufficient",
+                      "CUDA error: unknown error", "GPU is lost", "device has fallen off the bus")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ..blocks.code import NSC
 from ..blocks.graph import graph
 from ..config import Config
 from ..signals import Stopped
-from .faults import EXCEPTION_MESSAGE, scheduled
+from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, scheduled
 from .result import Interrupt, Status, TrainResult
 
 SLICE = 0.2  # seconds a simulated training sleeps between looks for a stop (a real one looks every batch)
@@ -84,6 +84,11 @@ class SimulatedTrainer:
             result = TrainResult(Status.ERROR, message=f"InjectedFault: {EXCEPTION_MESSAGE}")
         elif fault == "nan":
             result = TrainResult(Status.NAN, epochs=1, message="loss is nan in epoch 1")
+        elif fault == "device":
+            result = TrainResult(Status.DEVICE, message=f"AcceleratorError: {DEVICE_MESSAGE}")
+        elif fault == "hang":
+            time.sleep(HANG_SECONDS)  # deaf to STOP, as a process stuck in a driver call is
+            result = TrainResult(Status.ERROR, message="hung (injected, trainer.inject_fault)")
         elif fault == "oom":
             result = TrainResult(Status.OOM,
                                  message="OutOfMemoryError: CUDA out of memory (injected, trainer.inject_fault)")

@@ -38,6 +38,7 @@ def test_same_seed_same_accuracy(trainer):
     ("exception", Status.ERROR, "InjectedFault: injected exception"),
     ("nan", Status.NAN, "loss is nan in epoch 1"),
     ("oom", Status.OOM, "out of memory"),
+    ("device", Status.DEVICE, "CUDA error: an illegal memory access"),  # classified from the exception's text
 ])
 def test_failures_are_results_not_crashes(fault, status, text):
     t = EarlyStopTrainer(load(None, SMALL + [f"trainer.inject_fault={fault}", "trainer.inject_every=2"]),
@@ -125,3 +126,33 @@ def test_both_trainers_have_the_trainer_protocols_signature():
         got = inspect.signature(cls.train)
         assert list(got.parameters) == list(want.parameters), cls
         assert [p.default for p in got.parameters.values()] == [p.default for p in want.parameters.values()], cls
+
+
+@needs_fashion
+def test_a_retry_of_a_transient_fault_trains_normally():
+    """The faults a retry exists for strike the first attempt only (training/faults.attempt, set by the worker
+    from the task): the real trainer's second attempt at candidate 4 trains."""
+    from bqnn.training import faults
+
+    t = EarlyStopTrainer(load(None, SMALL + ["trainer.inject_fault=oom", "trainer.inject_every=2"]),
+                         torch.device("cpu"))
+    assert t.train(RESIDUAL_LIKE, 1, candidate_id=4).status == Status.OOM
+    token = faults.attempt.set(1)
+    try:
+        assert t.train(RESIDUAL_LIKE, 1, candidate_id=4).status == Status.OK
+    finally:
+        faults.attempt.reset(token)
+
+
+@pytest.mark.parametrize("text,fatal", [
+    ("CUDA error: an illegal memory access was encountered", True),
+    ("RuntimeError: CUDA error: device-side assert triggered", True),
+    ("CUDA error: uncorrectable ECC error encountered", True),
+    ("CUDA error: unspecified launch failure", True),
+    ("CUDA out of memory. Tried to allocate 2.00 GiB", False),
+    ("mat1 and mat2 shapes cannot be multiplied (4x3 and 5x6)", False),
+])
+def test_device_faults_are_told_from_candidate_faults(text, fatal):
+    from bqnn.training.result import is_device_fault
+
+    assert is_device_fault(text) is fatal
