@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -150,7 +151,10 @@ def test_time_limit_signal_checkpoints_and_a_resubmission_finishes(cluster, jobs
 
 
 needs_fashion = pytest.mark.skipif(not FASHION.is_dir(), reason="needs dataset-fashion-mnist")
-TINY_TRAIN = "train.epochs=1 train.milestones=[] data.train_subset=600 data.val_size=300 train.threads=1"
+# train.device=cpu: the local cluster's GPUs are GRES without devices, and bqnn refuses to fall back to the CPU
+# silently where SLURM allocated GPUs (test_allocated_gpus_without_cuda_are_refused)
+TINY_TRAIN = ("train.epochs=1 train.milestones=[] data.train_subset=600 data.val_size=300 train.threads=1 "
+              "train.device=cpu")
 
 
 @needs_fashion
@@ -190,3 +194,28 @@ def test_submit_chains_the_verification_after_the_search(cluster, tmp_path):
     tasks = cluster.wait_array(verify_id, 300)
     assert [t["JobState"] for t in tasks] == ["COMPLETED", "COMPLETED"]
     assert sorted(p.parent.name for p in (out / "verify").glob("*/result.json")) == ["rank-001", "rank-002"]
+
+
+@needs_fashion
+def test_allocated_gpus_without_cuda_are_refused(cluster, tmp_path):
+    """Issue 15: a step with GPUs allocated (the local cluster's GRES) and a torch that can use none (this CPU
+    wheel) stops with one line instead of training on the CPU; train.device=cpu is the deliberate override."""
+    r = cluster.run("srun", "-n", "1", "--gpus=1", "--mpi=pmi2", sys.executable, "-m", "bqnn.train", "--block",
+                    "residual-like", "--out", str(tmp_path / "t"), "--set", "train.epochs=1", check=False)
+    assert r.returncode != 0
+    errors = [line for line in r.stderr.splitlines() if line.startswith("bqnn.train: error:")]
+    assert len(errors) == 1 and "SLURM allocated 1 GPU(s)" in errors[0] and "train.device=cpu" in errors[0]
+    assert not (tmp_path / "t").exists()
+
+
+def test_srun_without_a_working_mpi_start_is_one_line_not_n_searches(cluster, tmp_path):
+    """Issue 15: `srun --mpi=none -n 3` starts three processes that each see a world of one: all stop, one line."""
+    out = tmp_path / "run"
+    r = cluster.run("srun", "-n", "3", "--mpi=none", sys.executable, "-m", "bqnn.search", "--config", "/dev/null",
+                    "--out", str(out), "--set", "trainer.kind=simulated", check=False)
+    assert r.returncode != 0
+    errors = [line for line in r.stderr.splitlines() if line.startswith("bqnn.search: error:")]
+    assert len(errors) == 1 and "started 3 tasks (SLURM_STEP_NUM_TASKS=3) but MPI sees a world of 1" in errors[0]
+    assert not out.exists()
+    ok = cluster.run("srun", "-n", "2", "--mpi=pmi2", sys.executable, "-m", "bqnn.mpi.check", check=False)
+    assert ok.returncode == 0 and ok.stdout.startswith("MPI ok: 2 ranks on 1 host(s)"), ok.stderr
