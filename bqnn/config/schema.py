@@ -125,6 +125,8 @@ class TrainerConfig:
     amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 autocast on GPUs with bf16 and CPUs with native bf16
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA, and on CPUs when bf16 is on
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest convolution algorithms (CUDA only)
+    # bit-exact reruns on GPUs too: deterministic kernels only, no autotuning (slower; CPUs are deterministic anyway)
+    deterministic: bool = False
     fused_adam: bool = True  # Adam's update as one fused kernel over all parameters (CPU and CUDA)
     avg_pool_conv: Literal["auto", "on", "off"] = "auto"  # average pooling as a depthwise convolution; auto: on CPUs
     # channels-last batch norm of < 16 channels on a contiguous copy; auto: on CPUs
@@ -167,6 +169,12 @@ class FinalTrainConfig:
     device: str = "auto"
     threads: int = 0
     sync_bn: bool = True  # data-parallel on GPUs: batch norm over the global batch (SyncBatchNorm; GPU only)
+    # speed options as in [trainer] (training/device.py): auto = bf16 autocast and channels-last where bf16 runs
+    # in hardware (GPUs from compute capability 8.0, CPUs with AVX512-BF16/AMX), cuDNN autotuning on GPUs
+    amp: Literal["auto", "off", "bf16"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    cudnn_benchmark: bool = True
+    deterministic: bool = False  # as trainer.deterministic
 
 
 @dataclass(frozen=True)
@@ -245,6 +253,6 @@ RUNTIME_KEYS = frozenset({
     "search.checkpoint_interval", "search.task_deadline", "trainer.device", "trainer.threads", "trainer.share_gpus",
     "trainer.amp",
     "trainer.channels_last", "trainer.cudnn_benchmark", "trainer.fused_adam", "trainer.avg_pool_conv",
-    "trainer.narrow_bn_contiguous",
+    "trainer.narrow_bn_contiguous", "trainer.deterministic",
     "trainer.eval_batch_size", "trainer.sim_seconds", "trainer.sim_sigma",
 })

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ..config import ConfigError, TrainerConfig
+from ..config import ConfigError, FinalTrainConfig, TrainerConfig
 
 
 def gpus_allocated(env: Mapping[str, str]) -> int:
@@ -76,6 +76,17 @@ def visible_gpus() -> tuple[str, ...]:
     return tuple(str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count()))
 
 
+def backend_options(cudnn_benchmark: bool, deterministic: bool) -> None:
+    """cuDNN autotuning (fastest kernels for fixed shapes), or deterministic kernels only: then a rerun, a resumed
+    search or a resumed training gives the same numbers on a GPU as it does on a CPU (slower; operations without
+    a deterministic kernel raise). A process-wide setting, made once by each trainer."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = cudnn_benchmark and not deterministic
+
+
 def cpu_threads(node_workers: int, affinity: int, cpu_count: int) -> int:
     """Threads for one CPU-training worker: the cores it is bound to when the launcher bound it (srun's
     --cpus-per-task with task binding), else its share of the node's cores."""
@@ -95,7 +106,7 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def speed_options(t: TrainerConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+def speed_options(t: TrainerConfig | FinalTrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None, channels_last) for `trainer.amp` and `trainer.channels_last` on this device.
     auto: bf16 and channels-last on GPUs with bf16 and on CPUs with native bf16 (measured +30-40 % on the
     demo's networks, bench/README.md); neither where bf16 would be emulated."""

@@ -45,7 +45,7 @@ from ..data.splits import Splits, epoch_batches, load_splits
 from ..nets.cpu_kernels import use_cpu_kernels
 from ..nets.network import build_network
 from ..signals import Stopped
-from .device import speed_options
+from .device import backend_options, speed_options
 from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, OOM_MESSAGE, InjectedFault, scheduled
 from .result import Interrupt, Status, TrainResult, is_device_fault
 
@@ -72,8 +72,7 @@ class EarlyStopTrainer:
         cpu_auto = {"on": True, "off": False, "auto": device.type == "cpu"}  # measured on CPUs only
         self.avg_pool_conv = cpu_auto[self.t.avg_pool_conv]
         self.narrow_bn_contiguous = cpu_auto[self.t.narrow_bn_contiguous]
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = self.t.cudnn_benchmark
+        backend_options(self.t.cudnn_benchmark and device.type == "cuda", self.t.deterministic)
         self.splits = splits if splits is not None else load_splits(cfg.data, device)
         self.interrupt: Interrupt = None
         self.model_params = 0

@@ -31,6 +31,7 @@ from ..data.sources import MemorySource, StreamSource
 from ..nets.network import build_network
 from ..nets.portable import UnreadableFile, load_weights_only, one_line_reason, save_network
 from ..signals import StopFlag, Stopped
+from .device import backend_options, speed_options
 from .dist import Dist
 
 PROTOCOLS: dict[str, dict] = {
@@ -64,12 +65,16 @@ class Job:
         self.t = cfg.train
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
+        self.amp_dtype, self.channels_last = speed_options(self.t, device)
+        backend_options(self.t.cudnn_benchmark and device.type == "cuda", self.t.deterministic)
         streamed = cfg.data.dataset == "imagefolder" and not cfg.data.resize
         self.data: MemorySource | StreamSource = (StreamSource(cfg, device, d.rank, d.world) if streamed
                                                   else MemorySource(cfg, device, d.rank, d.world))
         dd = self.data
         torch.manual_seed(self.t.seed)  # the initial weights; DDP broadcasts rank 0's anyway
         self.net = build_network(nsc, cfg.network, dd.in_channels, dd.size, dd.num_classes).to(device)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.cost = network_cost(nsc, cfg.network, dd.in_channels, dd.size, dd.num_classes)
         if d.active and device.type == "cuda" and self.t.sync_bn:
             self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
@@ -142,7 +147,10 @@ class Job:
                 raise Stopped(self.stop.signum)
             # the local mean over this rank's slice, weighted so that DDP's average over ranks is the
             # global batch's mean even when the last batch does not split evenly
-            loss = F.cross_entropy(self.model(x), y, reduction="sum") * (self.d.world / global_n)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                loss = F.cross_entropy(self.model(x), y, reduction="sum") * (self.d.world / global_n)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -157,10 +165,17 @@ class Job:
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
         for x, y in self.data.eval_batches(split):
-            correct += (self.net(x).argmax(1) == y).sum()
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                correct += (self.net(x).argmax(1) == y).sum()
             seen += len(y)
         c, n = self.d.all_sum([float(correct), float(seen)], self.device)
         return 100.0 * c / max(n, 1)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                              enabled=self.amp_dtype is not None)
 
     def log(self, text: str) -> None:
         if self.d.main:

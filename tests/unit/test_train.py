@@ -125,3 +125,15 @@ def test_a_damaged_or_foreign_train_pt_is_one_line_and_kept(tmp_path, kind):
     words = {"junk": "not a file of plain weights", "code": "Unsupported global",
              "other": "belongs to another block or configuration"}[kind]
     assert words in r.stderr
+
+
+@needs_fashion
+def test_final_training_speed_options_train_as_well(tmp_path):
+    """train.amp=bf16 and train.channels_last=on (what `auto` picks on GPUs from compute capability 8.0 and CPUs
+    with native bf16; forced here, where bf16 is emulated): the network still learns, far above chance."""
+    r = run_module("bqnn.train", "--block", "residual-like", "--out", str(tmp_path), *TINY,
+                   "--set", "train.epochs=1", "--set", "train.milestones=[]", "--set", "train.lr=0.05",
+                   "--set", "train.amp=bf16", "--set", "train.channels_last=on")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["best_val_accuracy"] > 30  # chance is 10 %

@@ -156,3 +156,20 @@ def test_device_faults_are_told_from_candidate_faults(text, fatal):
     from bqnn.training.result import is_device_fault
 
     assert is_device_fault(text) is fatal
+
+
+@needs_fashion
+def test_the_deterministic_option_runs_every_kernel_and_changes_nothing_on_a_cpu():
+    """trainer.deterministic: torch's deterministic-only mode (an operation without a deterministic kernel would
+    raise); on a CPU the numbers are the same as without it."""
+    plain = EarlyStopTrainer(load(None, SMALL), torch.device("cpu"))
+    a = plain.train(RESIDUAL_LIKE, 3, candidate_id=1)
+    assert not torch.are_deterministic_algorithms_enabled()
+    try:
+        strict = EarlyStopTrainer(load(None, SMALL + ["trainer.deterministic=true"]), torch.device("cpu"),
+                                  plain.splits)
+        assert torch.are_deterministic_algorithms_enabled()
+        b = strict.train(RESIDUAL_LIKE, 3, candidate_id=1)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert b.status == Status.OK and b.accuracy == a.accuracy
