@@ -40,8 +40,9 @@ def _ranks(ranks: list[int]) -> str:
     return ", ".join(map(str, ranks))
 
 
-def plan_binding(seen: list[Seen], share: bool = False) -> Plan:
-    """Rank 0 trains nothing; every other rank is a worker."""
+def plan_binding(seen: list[Seen], share: bool = False, spec: str = "auto") -> Plan:
+    """Rank 0 trains nothing; every other rank is a worker. `spec` is trainer.device: `auto` and `cuda` as
+    above, `cpu` puts every worker on the CPU, `cuda:K` every worker on its host's K-th visible GPU."""
     plan = Plan(hosts={s.rank: s.host for s in seen})
     workers = sorted((s for s in seen if s.rank != 0), key=lambda s: s.rank)
     per_host: dict[str, int] = defaultdict(int)
@@ -53,8 +54,9 @@ def plan_binding(seen: list[Seen], share: bool = False) -> Plan:
         slot = groups[(s.host, s.visible)]
         groups[(s.host, s.visible)] += 1
         plan.slots[s.rank] = (slot, per_host[s.host])
-        if s.visible:
-            k = slot % len(s.visible)
+        fixed = spec.startswith("cuda:") and spec[5:].isdigit()
+        if s.visible and spec != "cpu" and (not fixed or int(spec[5:]) < len(s.visible)):
+            k = int(spec[5:]) if fixed else slot % len(s.visible)
             plan.devices[s.rank] = f"cuda:{k}"
             users[(s.host, s.visible[k])].append(s.rank)
             plan.table.append(f"  rank {s.rank:>4}  {s.host}  cuda:{k}  GPU {s.visible[k]}")

@@ -79,11 +79,11 @@ def world() -> Any:
     return MPI.COMM_WORLD
 
 
-def bind(comm: Any, visible: tuple[str, ...], share: bool) -> Plan:
+def bind(comm: Any, visible: tuple[str, ...], share: bool, spec: str = "auto") -> Plan:
     """The binding plan (mpi/binding.py) from what every rank sees: host and the UUIDs of its visible GPUs
     (() for rank 0 and CPU workers). Collective over `comm`; every rank gets the same plan."""
     rows = comm.allgather((comm.Get_rank(), socket.gethostname(), tuple(visible)))
-    return plan_binding([Seen(int(r), str(h), tuple(v)) for r, h, v in rows], share)
+    return plan_binding([Seen(int(r), str(h), tuple(v)) for r, h, v in rows], share, spec)
 
 
 def quiet_bcast(comm: Any, obj: Any, root: int = 0) -> Any:

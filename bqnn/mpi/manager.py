@@ -65,7 +65,8 @@ class MPIExecutor:
         self.max_index = cfg.space.max_index
         precise_naps()
         quiet_bcast(comm, to_json(cfg))
-        plan = bind(comm, (), cfg.trainer.share_gpus)  # collective with the workers' call; rank 0 trains nothing
+        # collective with the workers' call; rank 0 trains nothing and reports no GPUs
+        plan = bind(comm, (), cfg.trainer.share_gpus, cfg.trainer.device)
         self.hosts = plan.hosts
         self.deadline_setting = cfg.search.task_deadline
         self.trained_longest = 0.0  # the longest successful training so far, seconds

@@ -85,7 +85,7 @@ def run_worker(comm: Any) -> int:
         from ..training.device import visible_gpus
 
         visible = visible_gpus()
-    plan = bind(comm, visible, cfg.trainer.share_gpus)
+    plan = bind(comm, visible, cfg.trainer.share_gpus, cfg.trainer.device)
     if plan.errors:  # the same plan on every rank: rank 0 says why, everyone stops
         return 2
     index, per_node = plan.slots[comm.Get_rank()]

@@ -90,7 +90,9 @@ class EarlyStopTrainer:
             result = self._train(nsc, seed, fault, blocks_per_stage)
         except Exception as e:  # a candidate's failure is a result, never a crash
             status = Status.OOM if _is_oom(e) else Status.DEVICE if is_device_fault(str(e)) else Status.ERROR
-            result = TrainResult(status, message=_tail(e))
+            # a device fault is about the GPU, not the candidate: its own words, for the line that retires the rank
+            text = " ".join(f"{type(e).__name__}: {e}".split()) if status == Status.DEVICE else _tail(e)
+            result = TrainResult(status, message=text)
         if result.status != Status.OK and self.device.type == "cuda":
             # outside the handler: the exception's traceback (which holds the model, its activations and the
             # optimizer) is released by then, so the cache can give their memory back

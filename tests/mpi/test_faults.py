@@ -7,7 +7,7 @@ import numpy as np
 
 from bqnn.run import checkpoint
 from bqnn.training.result import Status
-from tests.conftest import mpi_search, needs_mpiexec, rank_pids, run_module, wait_for
+from tests.conftest import mpi_search, needs_fashion, needs_mpiexec, rank_pids, run_module, wait_for
 
 pytestmark = needs_mpiexec
 
@@ -72,3 +72,22 @@ def test_a_failed_device_in_one_process_ends_the_job_for_a_rerun(tmp_path):
     assert r.stderr.count("\n") == 1 and "the device of this process" in r.stderr and "candidate 0" in r.stderr
     state = checkpoint.read(out / "search.h5")
     assert len(state.candidates) == 0 and 0 in state.inflight_id.tolist()  # trained again by the rerun
+
+
+@needs_fashion
+def test_a_failed_device_with_the_real_trainer(tmp_path):
+    """The real CPU trainer raises the injected CUDA error inside its first epoch; its own handler classifies it
+    (training/result.is_device_fault) and the rank is retired as with the simulated trainer."""
+    out = tmp_path / "run"
+    real = ["--config", "/dev/null", "--set", "search.blocks_per_iteration=3", "--set", "search.schedule=[[1.0, 1]]",
+            "--set", "space.max_index=4", "--set", "network.blocks_per_stage=1", "--set", "network.filters=[8,16,32]",
+            "--set", "data.train_subset=500", "--set", "data.val_size=200", "--set", "data.resize=14",
+            "--set", "trainer.epochs=1", "--set", "trainer.batch_size=64",
+            "--set", "trainer.inject_fault=device", "--set", "trainer.inject_every=1000"]
+    r = mpi_search(3, out, *real)
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: rank")]
+    assert len(warnings) == 1 and "CUDA error: an illegal memory access" in warnings[0], r.stderr
+    c = rows(out)
+    assert c["id"].tolist() == [0, 1, 2] and (c["status"] == Status.OK).all()
+    assert int(warnings[0].split()[2]) not in c["rank"].tolist()

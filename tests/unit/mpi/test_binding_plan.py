@@ -86,3 +86,13 @@ def test_cpu_workers_get_slots_and_no_verdict(workers):
     plan = plan_binding(seen)
     assert plan.slots == {r: (r - 1, workers) for r in range(1, workers + 1)}
     assert set(plan.devices.values()) == {"cpu"} and not plan.errors and not plan.warnings
+
+
+def test_an_explicit_device_is_planned_as_the_workers_will_use_it():
+    seen = all_visible([9])
+    assert set(plan_binding(seen, spec="cpu").devices.values()) == {"cpu"}
+    assert not plan_binding(seen, spec="cpu").errors
+    pinned = plan_binding(seen, spec="cuda:0")  # every worker on GPU 0: refused, and the other seven idle
+    assert set(pinned.devices.values()) == {"cuda:0"} and len(pinned.errors) == 1 and "8 workers" in pinned.errors[0]
+    assert sum("no worker" in w for w in pinned.warnings) == 7
+    assert plan_binding(seen, spec="cuda").devices == plan_binding(seen).devices
