@@ -168,7 +168,9 @@ def test_failing_candidates_are_recorded_and_the_search_completes(tmp_path, faul
     out = tmp_path / "run"
     real = fault != "oom" and os.path.isdir("/usr/share/datasets/fashion-mnist")
     args = TINY_REAL if real else SIM  # the real trainer's code paths where the data is there
-    r = mpi_search(3, out, *args, "--set", f"trainer.inject_fault={fault}", "--set", "trainer.inject_every=3")
+    # an out-of-memory is retried once on another rank (tests/mpi/test_faults.py): with one worker it is the result
+    n = 2 if fault == "oom" else 3
+    r = mpi_search(n, out, *args, "--set", f"trainer.inject_fault={fault}", "--set", "trainer.inject_every=3")
     assert r.returncode == 0, r.stderr
     c = candidates(out)
     trained = c[c["repeat"] == 0]
