@@ -41,6 +41,27 @@ def simulated_accuracy(nsc: NSC) -> float:
     return float(min(max(acc + jitter, 1.0), 99.0))
 
 
+def simulated_curve(nsc: NSC, epochs: int) -> list[float]:
+    """Validation accuracy after each of `epochs` epochs (percent): rising from near chance (10 %) and
+    saturating at `simulated_accuracy(nsc)`, reached exactly at the last epoch. Each block learns at its own
+    speed (a time constant of 0.15-0.6 of the epochs) with +-0.75 points of noise per epoch, both from its
+    canonical hash, so an early epoch ranks blocks like the last one does, but not perfectly: what a
+    pruning rule needs to be tested against (issue 17). Deterministic: equal blocks, equal curves."""
+    final = simulated_accuracy(nsc)
+    if epochs <= 0:
+        return []
+    rng = np.random.default_rng(int(canonical_hash(nsc)[:8], 16))
+    tau = epochs * rng.uniform(0.15, 0.6)
+    norm = 1.0 - math.exp(-epochs / tau)
+    curve = []
+    for e in range(epochs):
+        progress = (1.0 - math.exp(-(e + 1) / tau)) / norm
+        noise = rng.uniform(-0.75, 0.75) if e < epochs - 1 else 0.0
+        curve.append(float(min(max(10.0 + (final - 10.0) * progress + noise, 1.0), 99.0)))
+    curve[-1] = final
+    return curve
+
+
 def known_optimum(cfg: Config) -> tuple[float, set[str], int]:
     """The best reward the simulated trainer can give in `cfg`'s space, by brute force over every block
     (space.Space.blocks: only for small spaces, e.g. max_index 5 or 6): (reward, hashes of the blocks

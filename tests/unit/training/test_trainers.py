@@ -173,3 +173,27 @@ def test_the_deterministic_option_runs_every_kernel_and_changes_nothing_on_a_cpu
     finally:
         torch.use_deterministic_algorithms(False)
     assert b.status == Status.OK and b.accuracy == a.accuracy
+
+
+def test_simulated_learning_curves_rise_to_the_final_accuracy_and_rank_blocks_imperfectly_early():
+    """Groundwork for pruning (issue 17): per-epoch curves of the simulated trainer."""
+    import random
+
+    from bqnn.blocks.space import Space
+    from bqnn.training.simulated import simulated_curve
+
+    blocks = list(Space(5, True).blocks())
+    sample = random.Random(3).sample(blocks, 200)
+    curves = [simulated_curve(b, 12) for b in sample]
+    for b, c in zip(sample, curves, strict=True):
+        assert len(c) == 12 and c[-1] == simulated_accuracy(b) and c == simulated_curve(b, 12)
+        assert c[0] < c[-1] and all(1.0 <= a <= 99.0 for a in c)
+    rank = lambda xs: {i: r for r, i in enumerate(sorted(range(len(xs)), key=xs.__getitem__))}  # noqa: E731
+
+    def spearman(e):
+        early, final = rank([c[e] for c in curves]), rank([c[-1] for c in curves])
+        n = len(curves)
+        return 1 - 6 * sum((early[i] - final[i]) ** 2 for i in range(n)) / (n * (n * n - 1))
+
+    assert 0.3 < spearman(0) < spearman(5) < 1.0  # informative early, more so later, never perfect
+    assert simulated_curve(sample[0], 0) == []
