@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         d, device = setup(resolve(args, ranks[0])[1].train.device)
     except (ConfigError, NSCError, DataError, CheckpointError, ValueError) as e:
         return _fail(str(e))
+    global _DATA_PARALLEL
+    _DATA_PARALLEL = d.active
+    code = 1
     try:
         for k in ranks:
             code = _train_one(args, k, d, device)
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 return code
         return 0
     finally:
-        d.close()
+        d.close(finished=code == 0)
 
 
 def _train_one(args: argparse.Namespace, rank: int | None, d: Dist, device: torch.device) -> int:
@@ -215,5 +218,14 @@ def _train_one(args: argparse.Namespace, rank: int | None, d: Dist, device: torc
     return 0
 
 
+# A rank of a data-parallel job ends through mpi/ddp.end (MPI finalized, no interpreter teardown: gloo's
+# threads could abort the process there after the results were written).
+_DATA_PARALLEL = False
+
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if _DATA_PARALLEL:
+        from .mpi.ddp import end
+
+        end(status)
+    sys.exit(status)

@@ -45,8 +45,12 @@ class Dist:
         if self.active:
             dist.barrier()
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
+        """Leave the group; after a finished job every rank first waits for the others (no rank tears its
+        connections down while another still talks), after a failure it leaves at once."""
         if self.active and dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
 

@@ -1,5 +1,6 @@
 """Data-parallel bqnn.train under mpiexec (gloo on CPU) against one process with the same global batch."""
 import json
+import os
 import subprocess
 import sys
 
@@ -16,8 +17,9 @@ ARGS = ["--block", "residual-like", "--set", "data.train_subset=2000", "--set", 
 
 
 def mpi_train(n, *args):
+    # faulthandler: a rank that aborts shows where, in the assertion's stderr
     return subprocess.run([str(MPIEXEC), "-n", str(n), sys.executable, "-m", "bqnn.train", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
 
 
 def test_two_ranks_follow_the_single_process_loss_curve(tmp_path):
