@@ -15,7 +15,11 @@ unless `--out` says otherwise, so verification results sit next to the search an
 shows them beside the early-stop rewards.
 
 Protocols (`--protocol`, every number a field of [train], overridable with --set train.KEY=V):
-  verify          SGD m 0.9, wd 5e-4, lr 0.1, 30 epochs, /10 at 15 and 23, batch 128, crop pad 4 + flip
+  verify          SGD m 0.9, wd 5e-4, lr 0.1, 30 epochs, /10 at 15 and 23, batch 128, crop pad 4 + flip: the
+                  default, a quick check of a search's top blocks (a tenth of the papers' cost)
+  paper-verify    the papers' verification: each top block trained to convergence with the final recipe
+                  (cifar-final's numbers), ranked by validation accuracy; the AAAI paper verified its top
+                  100 on CIFAR-10 (--set data.dataset=cifar10 --set data.root=DIR)
   cifar-final     the paper: SGD m 0.9, wd 5e-4, lr 0.1, 300 epochs, /10 at 150 and 225, batch 128, crop + flip
   imagenet-final  the paper: SGD m 0.9, wd 1e-4, lr 0.1, 90 epochs, /10 at 30 and 60, batch 256,
                   shorter side in [256, 480], crop 224 + flip; test: shorter side 256, center crop 224

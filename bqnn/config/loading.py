@@ -104,6 +104,24 @@ def _unknown(key: str, known: Sequence[str], where: str) -> ConfigError:
     return ConfigError(f"unknown config key '{key}'{where}{hint}")
 
 
+# Keys of earlier releases, read as today's: (section, old key) -> (new key, {old value: new value}). The stored
+# config of a search made before the change then resumes with the same meaning.
+LEGACY_KEYS: dict[tuple[str, str], tuple[str, dict[Any, Any]]] = {
+    ("search", "shaped_reward"): ("intermediate_reward", {True: "shaped", False: "zero"}),
+}
+
+
+def _legacy(section: str, key: str, value: Any, where: str) -> tuple[str, Any]:
+    """(key, value) with an earlier release's key read as today's."""
+    if (section, key) not in LEGACY_KEYS:
+        return key, value
+    new, values = LEGACY_KEYS[(section, key)]
+    if isinstance(value, bool) and value in values:
+        return new, values[value]
+    raise ConfigError(f"config key {section}.{key}{where}: expected {' or '.join(map(repr, values))}, got {value!r} "
+                      f"(it is now {section}.{new})")
+
+
 def from_dict(data: dict[str, Any], where: str = "", root: type = Config) -> Any:
     """Build a `root` config (Config or TrainJobConfig) from nested dicts ({section: {key: value}});
     unknown sections and keys raise ConfigError."""
@@ -114,6 +132,11 @@ def from_dict(data: dict[str, Any], where: str = "", root: type = Config) -> Any
             raise _unknown(name, list(known), where)
         if not isinstance(values, dict):
             raise ConfigError(f"config section [{name}]{where} must be a table of keys")
+        if any((name, k) in LEGACY_KEYS for k in values):
+            renamed = [_legacy(name, k, v, where) for k, v in values.items()]
+            if len({k for k, _ in renamed}) < len(renamed):
+                raise ConfigError(f"config section [{name}]{where} sets a key twice, once by its earlier name")
+            values = dict(renamed)
         cls = known[name]
         hints = typing.get_type_hints(cls)
         kwargs = {}
@@ -197,12 +220,13 @@ def load(path: str | Path | None, overrides: Sequence[str] = (), base: Any = Non
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
-    from_dict(data, where, root)  # errors in the file name the file
+    data = to_dict(from_dict(data, where, root))  # errors in the file name the file; earlier key names read as today's
     for item in overrides:
         section, name, value = parse_override(item)
         if not isinstance(value, str) and _wants_text(section, name, root):
             value = item.split("=", 1)[1].strip()  # e.g. inject_fault=nan is the word, not the float
         from_dict({section: {name: value}}, " in --set", root)  # errors in an override name --set
+        name, value = _legacy(section, name, value, " in --set")
         data.setdefault(section, {})[name] = value
     cfg = from_dict(data, where, root)
     check(cfg)
@@ -234,6 +258,9 @@ def check(cfg: Any) -> None:
         raise ConfigError(f"config key network.filters: must be 1 to 8 stage widths, got {list(cfg.network.filters)}")
     if not isinstance(cfg, Config):
         return
+    if cfg.data.val_size == 0:
+        raise ConfigError("config key data.val_size: a search needs a validation split (its reward is the "
+                          "validation accuracy), got 0")
     s, p = cfg.search, cfg.pnas
     try:
         check_schedule(s.schedule)
@@ -250,6 +277,9 @@ def check(cfg: Any) -> None:
     if s.strategy not in STRATEGY_NAMES:
         raise ConfigError(f"config key search.strategy: unknown strategy {s.strategy!r} "
                           f"(known: {', '.join(STRATEGY_NAMES)})")
+    if s.strategy == "qlearning" and s.updates == "replay" and s.replay_samples == 0:
+        raise ConfigError("config key search.replay_samples: must be at least 1 with search.updates = \"replay\" "
+                          "(replay is then the only way Q learns), got 0")
 
 
 def to_dict(cfg: Any) -> dict[str, dict[str, Any]]:

@@ -39,8 +39,14 @@ class SearchConfig:
     alpha: float = 0.01  # Q-learning rate
     gamma: float = 1.0  # discount
     q_init: float | None = None  # Q of unvisited pairs; unset: mean reward of the first iteration
-    shaped_reward: bool = True  # r_t = r_T / T (eq. 6); false: r_t = 0 (MetaQNN)
-    replay_samples: int = 64  # blocks replayed after each iteration (AAAI: 128)
+    # the reward of every transition but the last (docs/choices.md, "Update rules"): "shaped" r_T / T (CVPR eq. 6),
+    # "zero" (MetaQNN), "accuracy" r_T at every layer (AAAI eq. 2). Job files may still say shaped_reward = true|false
+    intermediate_reward: Literal["shaped", "zero", "accuracy"] = "shaped"
+    # when Q learns: "result+replay" each new result updates Q once as it is observed, and replay_samples remembered
+    # blocks are replayed after each iteration (AAAI: 64 + 128); "replay" new results only enter the replay memory,
+    # and the replay_samples updates after each iteration are all (CVPR sec. 4.2: 64 per iteration)
+    updates: Literal["result+replay", "replay"] = "result+replay"
+    replay_samples: int = 64  # blocks replayed after each iteration (CVPR: 64, AAAI: 128)
     dispatch: Literal["batch", "async"] = "batch"  # MPI: Q-update per iteration, or as results arrive
     checkpoint_interval: float = 1.0  # the longest a finished result waits before it is in search.h5, s
     # a task training longer than this (seconds) means its worker is hung: the job checkpoints and ends (exit 75)
@@ -153,7 +159,7 @@ class Config:
 class FinalTrainConfig:
     """One network trained to convergence (python -m bqnn.train); presets in train.PROTOCOLS."""
 
-    protocol: Literal["verify", "cifar-final", "imagenet-final"] = "verify"
+    protocol: Literal["verify", "paper-verify", "cifar-final", "imagenet-final"] = "verify"
     epochs: int = 30
     batch_size: int = 128
     lr: float = 0.1  # SGD
@@ -226,7 +232,7 @@ RANGES: dict[str, Range] = {
     "network.blocks_per_stage": Range(1, 64), "network.filters": Range(1, 65_536),
     "reward.mu": Range(0.0, 1e6), "reward.rho": Range(0.0, 1e6), "reward.flops_unit": Range(0.0, 1e30, lo_open=True),
     "reward.failure_accuracy": Range(0.0, 100.0),
-    "data.val_size": Range(1, 10**9), "data.train_subset": Range(0, 10**9), "data.resize": Range(0, 4096),
+    "data.val_size": Range(0, 10**9), "data.train_subset": Range(0, 10**9), "data.resize": Range(0, 4096),
     "data.split_seed": Range(0, I64), "data.workers": Range(0, 1024), "data.crop": Range(1, 4096),
     "data.scale": Range(1, 4096), "data.test_resize": Range(1, 4096),
     "trainer.epochs": Range(1, 10_000), "trainer.batch_size": Range(1, BIG_BATCH),
@@ -249,9 +255,10 @@ DEVICE = re.compile(r"auto|cpu|cuda|cuda:[0-9]{1,3}")
 
 # Keys that may change when a search is resumed: they change how, where or how fast
 # candidates are trained, not which blocks are proposed or what they score.
+# trainer.amp is not one: bf16 moves early-stop accuracies by about a point (bench/precision.py), so the
+# precision is part of a search's identity (docs/choices.md, "Precision").
 RUNTIME_KEYS = frozenset({
     "search.checkpoint_interval", "search.task_deadline", "trainer.device", "trainer.threads", "trainer.share_gpus",
-    "trainer.amp",
     "trainer.channels_last", "trainer.cudnn_benchmark", "trainer.fused_adam", "trainer.avg_pool_conv",
     "trainer.narrow_bn_contiguous", "trainer.deterministic",
     "trainer.eval_batch_size", "trainer.sim_seconds", "trainer.sim_sigma",

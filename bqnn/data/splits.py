@@ -60,8 +60,10 @@ def validation_split(n: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def _to_float(x: np.ndarray, resize: int) -> torch.Tensor:
     t = torch.from_numpy(np.array(x, dtype=np.float32)).div_(255.0)  # a copy: IDX arrays are read-only views
-    if resize and resize != t.shape[-1]:
+    if resize and resize != t.shape[-1] and len(t):
         t = F.interpolate(t, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
+    elif resize and not len(t):  # an empty validation split (data.val_size = 0 in final training)
+        t = t.new_zeros((0, t.shape[1], resize, resize))
     return t
 
 

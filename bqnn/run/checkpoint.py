@@ -43,7 +43,9 @@ from ..atomic import BackupError, atomic_path, pinned
 from .candidates import candidate_dtype
 
 FORMAT = "bqnn-search"
-SCHEMA_VERSION = 2  # 2: candidates.blocks, /iteration_sizes (schema 1 files are read and upgraded)
+# 2: candidates.blocks, /iteration_sizes; 3: candidates.message is a UTF-8 string in HDF5's type (it was ASCII's),
+# PNAS's `observed` an int64 dataset (it was a JSON attribute). Files of schema 1 and 2 are read and upgraded.
+SCHEMA_VERSION = 3
 FILENAME = "search.h5"
 
 
@@ -186,7 +188,8 @@ def _write(f: h5py.File, state: SearchState) -> None:
     a["runs"] = state.runs
     a["world_size"] = state.world_size
     a["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    f.create_dataset("candidates", data=state.candidates, maxshape=(None,), chunks=True, fletcher32=True)
+    f.create_dataset("candidates", data=state.candidates.astype(_stored(state.candidates.dtype)), maxshape=(None,),
+                     chunks=True, fletcher32=True)
     datasets = {"cache/hash": state.cache_hash, "cache/id": state.cache_id, "inflight/id": state.inflight_id,
                 "inflight/iteration": state.inflight_iteration, "inflight/epsilon": state.inflight_epsilon,
                 "inflight/nsc": state.inflight_nsc, "utilization/rank": state.util_rank,
@@ -199,6 +202,14 @@ def _write(f: h5py.File, state: SearchState) -> None:
     for name, value in state.strategy_attrs.items():
         f["strategy"].attrs[name] = value
     a["attrs_sha256"] = _attrs_digest(f)
+
+
+def _stored(dtype: np.dtype) -> np.dtype:
+    """The candidates' dtype as written: `message` tagged UTF-8, so HDF5 tools decode it as such (numpy sees the
+    same bytes either way)."""
+    fields = [(n, h5py.string_dtype("utf-8", dtype[n].itemsize) if n == "message" else dtype[n])
+              for n in dtype.names or ()]
+    return np.dtype(fields)
 
 
 def _attr(a: Any, name: str) -> Any:
@@ -250,6 +261,9 @@ def read(path: str | Path) -> SearchState:
             )
             if version == 1:
                 state.candidates = _from_v1(state.candidates, max_index, json.loads(state.config_json))
+            if version < 3 and "observed" in state.strategy_attrs:  # PNAS: the positions were a JSON attribute
+                state.strategy_arrays["observed"] = np.array(json.loads(state.strategy_attrs.pop("observed")),
+                                                             np.int64)
             json.loads(state.config_json)
     except CheckpointError:
         raise

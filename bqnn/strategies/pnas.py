@@ -20,8 +20,6 @@ proposals and predictions, the per-round correlations and the predictor's weight
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from ..blocks.canon import canonical_hash
@@ -144,8 +142,8 @@ class PNASStrategy(Strategy):
             "round_spearman": np.array(self.correlation, np.float64),
             **self.predictor.state(),
         }
-        observed = [self.proposed.index(b) for b in self.observed]
-        return arrays, {"observed": json.dumps(observed)}
+        arrays["observed"] = np.array([self.proposed.index(b) for b in self.observed], np.int64)
+        return arrays, {}
 
     def load_state(self, arrays: Arrays, attrs: Attrs) -> None:
         mi = self.space.max_index
@@ -159,6 +157,6 @@ class PNASStrategy(Strategy):
         self.correlation = arrays["round_spearman"].tolist()
         self.trained = {canonical_hash(b) for b in self.data_nsc} | {canonical_hash(b) for b in self.proposed}
         rewards = dict(zip(self.data_nsc, self.data_reward, strict=True))
-        self.observed = {self.proposed[i]: rewards[self.proposed[i]] for i in json.loads(attrs["observed"])}
+        self.observed = {self.proposed[i]: rewards[self.proposed[i]] for i in arrays["observed"].tolist()}
         self.predictor.load(arrays)
 

@@ -1,5 +1,10 @@
-"""BlockQNN's Q-learning strategy: e-greedy proposals on the Table 2 schedule,
-one Q-update per evaluated block, then experience replay after each iteration.
+"""BlockQNN's Q-learning strategy: e-greedy proposals on the Table 2 schedule, Q-updates from results and
+experience replay after each iteration.
+
+`updates` is when Q learns (`search.updates`, docs/choices.md "Update rules"): "result+replay" updates once
+per new result as it is observed, then replays `replay_samples` remembered blocks after each iteration (the
+AAAI text: 64 + 128 per iteration); "replay" only remembers new results, and the `replay_samples` updates
+after each iteration are all there is (the CVPR text: 64 per iteration).
 
 Used as a library through `bqnn.strategies.make_strategy`.
 
@@ -21,6 +26,8 @@ from ..config import Config
 from .base import Arrays, Attrs, Strategy, register
 from .qtable import EpsilonSchedule, QLearningAgent
 
+UPDATE_RULES = ("result+replay", "replay")
+
 
 @register
 class QLearningStrategy(Strategy):
@@ -29,14 +36,18 @@ class QLearningStrategy(Strategy):
     @classmethod
     def from_config(cls, cfg: Config, space: Space) -> QLearningStrategy:
         s = cfg.search
-        return cls(space, EpsilonSchedule(tuple(s.schedule)), s.seed, s.alpha, s.gamma, s.q_init, s.shaped_reward,
-                   s.replay_samples, s.blocks_per_iteration)
+        return cls(space, EpsilonSchedule(tuple(s.schedule)), s.seed, s.alpha, s.gamma, s.q_init,
+                   s.intermediate_reward, s.replay_samples, s.blocks_per_iteration, s.updates)
 
     def __init__(self, space: Space, schedule: EpsilonSchedule, seed: int, alpha: float, gamma: float,
-                 q_init: float | None, shaped: bool, replay_samples: int, calibration_size: int) -> None:
+                 q_init: float | None, intermediate: str, replay_samples: int, calibration_size: int,
+                 updates: str = "result+replay") -> None:
+        if updates not in UPDATE_RULES:
+            raise ValueError(f"update rule {updates!r}: expected one of {', '.join(UPDATE_RULES)}")
         self.space = space
         self.schedule = schedule
-        self.agent = QLearningAgent(space, seed, alpha, gamma, q_init if q_init is not None else 0.0, shaped,
+        self.updates = updates
+        self.agent = QLearningAgent(space, seed, alpha, gamma, q_init if q_init is not None else 0.0, intermediate,
                                     replay_samples)
         self.calibrated = q_init is not None
         self.calibration_size = calibration_size
@@ -67,7 +78,8 @@ class QLearningStrategy(Strategy):
         self._learn(nsc, reward)
 
     def _learn(self, nsc: NSC, reward: float) -> None:
-        self.agent.update(nsc, reward)
+        if self.updates == "result+replay":
+            self.agent.update(nsc, reward)
         self.agent.remember(nsc, reward)
 
     def end_iteration(self, iteration: int) -> None:

@@ -10,8 +10,9 @@ the action taken in s_{t-1} is row t. After a block of T rows earns reward r_T
     Q(s_{T-1}, a_T) <- (1-a) Q + a r_T
     Q(s_t, a_{t+1}) <- (1-a) Q + a [r_T/T + g max_a' Q(s_{t+1}, a')],  t = T-2 .. 0
 
-with a = 0.01, g = 1 and the shaped intermediate reward r_T/T (eq. 6; with
-`shaped = False` the intermediate reward is 0, as in MetaQNN). Unvisited pairs
+with a = 0.01, g = 1 and the shaped intermediate reward r_T/T (eq. 6). `intermediate`
+picks that reward: "shaped" (r_T/T), "zero" (MetaQNN) or "accuracy" (r_T at every
+layer's update: the AAAI paper's eq. 2, there with the accuracy as reward). Unvisited pairs
 hold `q_init`. Sampling is e-greedy per step over the legal actions of
 `space.Space`; greedy ties are broken uniformly at random. Replay: every
 evaluated block is remembered with its reward; `replay()` samples
@@ -33,7 +34,14 @@ from ..blocks.code import NSC, Layer, Op, from_array, to_array
 from ..blocks.space import START, Space
 from ..config import PAPER_SCHEDULE, check_schedule
 
-__all__ = ["PAPER_SCHEDULE", "EpsilonSchedule", "QLearningAgent"]
+__all__ = ["INTERMEDIATE", "PAPER_SCHEDULE", "EpsilonSchedule", "QLearningAgent"]
+
+# The reward of every transition but the last, from the block's reward r_T and its rows T.
+INTERMEDIATE = {
+    "shaped": lambda r, T: r / T,  # CVPR eq. 6
+    "zero": lambda r, T: 0.0,  # MetaQNN
+    "accuracy": lambda r, T: r,  # AAAI eq. 2
+}
 
 
 @dataclass(frozen=True)
@@ -64,11 +72,13 @@ class QLearningAgent:
         alpha: float = 0.01,
         gamma: float = 1.0,
         q_init: float = 0.0,
-        shaped: bool = True,
+        intermediate: str = "shaped",
         replay_samples: int = 64,
     ) -> None:
+        if intermediate not in INTERMEDIATE:
+            raise ValueError(f"intermediate reward {intermediate!r}: expected one of {', '.join(INTERMEDIATE)}")
         self.space = space
-        self.alpha, self.gamma, self.q_init, self.shaped = alpha, gamma, q_init, shaped
+        self.alpha, self.gamma, self.q_init, self.intermediate = alpha, gamma, q_init, intermediate
         self.replay_samples = replay_samples
         sample_seq, replay_seq = np.random.SeedSequence(seed).spawn(2)
         self.rng = np.random.Generator(np.random.PCG64(sample_seq))
@@ -137,11 +147,11 @@ class QLearningAgent:
         """eq. 3-6 for every transition of one block, from the terminal backwards."""
         T = len(nsc)
         a = self.alpha
-        shaped = reward / T if self.shaped else 0.0
+        r_t = INTERMEDIATE[self.intermediate](reward, T)
         states = (START,) + tuple(nsc)
         for t in range(T - 1, -1, -1):  # transition s_t -> s_{t+1} by action nsc[t]
             s, act = states[t], nsc[t]
-            target = reward if t == T - 1 else shaped + self.gamma * self.max_value(states[t + 1])
+            target = reward if t == T - 1 else r_t + self.gamma * self.max_value(states[t + 1])
             row = self.q.get(s)
             if row is None:
                 row = self.q[s] = {}

@@ -3,11 +3,12 @@
 Used as a library by the entry point (bqnn/train.py, which parses the command line and sets up the data-parallel
 group): `Job(nsc, cfg, out, source, dist, device).run()`.
 
-Protocols (PROTOCOLS, every number a field of [train]): verify (SGD, 30 epochs), cifar-final and
-imagenet-final (the papers' recipes). Model selection uses the validation split held out of the training
-set; the test set is evaluated once, at the end, with the weights of the best validation epoch. Every epoch
-ends with an atomic checkpoint (OUT/train.pt); a rerun resumes from the last complete epoch and ends with the
-same weights as an uninterrupted run. A stop signal raises `signals.Stopped` at the next batch (data-parallel:
+Protocols (PROTOCOLS, every number a field of [train]): verify (SGD, 30 epochs: a quick check),
+paper-verify (the papers' verification: the final recipe, to convergence), cifar-final and imagenet-final (the
+papers' recipes). Model selection uses the validation split held out of the training set; the test set is
+evaluated once, at the end, with the weights of the best validation epoch (data.val_size = 0: the last epoch's).
+Every epoch ends with an atomic checkpoint (OUT/train.pt); a rerun resumes from the last complete epoch and ends
+with the same weights as an uninterrupted run. A stop signal raises `signals.Stopped` at the next batch (data-parallel:
 at the same batch on every rank). Results: OUT/result.json and OUT/model.pt (nets/portable.py).
 """
 from __future__ import annotations
@@ -40,6 +41,10 @@ PROTOCOLS: dict[str, dict] = {
                    gamma=0.1, crop_padding=4, flip=True),
     "cifar-final": dict(epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, milestones=(150, 225),
                         gamma=0.1, crop_padding=4, flip=True),
+    # the papers' verification of the top blocks: "train the network until converging to get the validation
+    # accuracy as the criterion to pick the best network" (CVPR sec. 4.2), with the final-training recipe
+    "paper-verify": dict(epochs=300, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, milestones=(150, 225),
+                         gamma=0.1, crop_padding=4, flip=True),
     "imagenet-final": dict(epochs=90, batch_size=256, lr=0.1, momentum=0.9, weight_decay=1e-4, milestones=(30, 60),
                            gamma=0.1, crop_padding=0, flip=True),
 }
@@ -93,6 +98,8 @@ class Job:
         self.history: list[dict] = []
         self.best_epoch, self.best_acc = -1, -1.0
         self.best_state: dict[str, torch.Tensor] | None = None
+        # data.val_size = 0 (the paper's final training: all training images): no model selection, the last epoch
+        self.validated = cfg.data.val_size > 0
         self.seconds = 0.0
         self.stop = StopFlag()  # the entry point installs its handlers
 
@@ -197,28 +204,33 @@ class Job:
             loss = self._epoch(self.epoch)
             if not math.isfinite(loss):
                 raise TrainError(f"the training loss became {loss} in epoch {self.epoch + 1}")
-            val = self.evaluate("val")
+            val = self.evaluate("val") if self.validated else None
             self.seconds += time.perf_counter() - t0
             self.history.append({"epoch": self.epoch + 1, "loss": loss, "val_accuracy": val,
                                  "lr": lr_at(t, self.epoch)})
-            if val > self.best_acc:
+            if val is not None and val > self.best_acc:
                 self.best_acc, self.best_epoch = val, self.epoch + 1
                 self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
             self.epoch += 1
             self.save()
             self.d.barrier()
             eta = self.seconds / len(self.history) * (t.epochs - self.epoch)
+            scores = (f"val {val:6.2f} %  best {self.best_acc:6.2f} % (epoch {self.best_epoch})" if val is not None
+                      else "no validation split")
             self.log(f"epoch {self.epoch:>{len(str(t.epochs))}}/{t.epochs}  lr {lr_at(t, self.epoch - 1):.4g}  "
-                     f"loss {loss:.4f}  val {val:6.2f} %  best {self.best_acc:6.2f} % (epoch {self.best_epoch})  "
-                     f"{time.perf_counter() - t0:6.1f}s  ETA {eta / 60:.1f} min")
-        final_val = self.history[-1]["val_accuracy"] if self.history else 0.0
-        if self.best_state is not None:  # model selection: the best validation epoch
+                     f"loss {loss:.4f}  {scores}  {time.perf_counter() - t0:6.1f}s  ETA {eta / 60:.1f} min")
+        final_val = self.history[-1]["val_accuracy"] if self.history else None
+        if not self.validated:  # data.val_size = 0: nothing to select by, the last epoch's weights
+            self.best_epoch = self.epoch
+        elif self.best_state is not None:  # model selection: the best validation epoch
             self.net.load_state_dict(self.best_state)
         test = self.evaluate("test")  # once, at the end
         result = {
             "nsc": format_nsc(self.nsc), "hash": canonical_hash(self.nsc), "source": self.source,
             "protocol": t.protocol, "config": to_dict(self.cfg), "epochs": t.epochs, "world_size": self.d.world,
-            "best_epoch": self.best_epoch, "best_val_accuracy": self.best_acc, "final_val_accuracy": final_val,
+            "selection": "best validation epoch" if self.validated else "last epoch (no validation split)",
+            "best_epoch": self.best_epoch, "best_val_accuracy": self.best_acc if self.validated else None,
+            "final_val_accuracy": final_val,
             "test_accuracy": test, "params": self.cost.params, "flops": self.cost.flops,
             "density": graph(self.nsc).density, "seconds": self.seconds, "history": self.history,
         }
@@ -229,7 +241,8 @@ class Job:
                          meta={k: result[k] for k in ("protocol", "best_epoch", "best_val_accuracy", "test_accuracy",
                                                       "source", "hash")})
             write_bytes(self.out / "result.json", json.dumps(result, indent=1).encode())
-        self.log(f"done: test accuracy {test:.2f} % (best validation {self.best_acc:.2f} % at epoch "
-                 f"{self.best_epoch}); "
-                 f"{self.out / 'result.json'}, network {self.out / 'model.pt'}")
+        chosen = (f"best validation {self.best_acc:.2f} % at epoch {self.best_epoch}" if self.validated
+                  else f"no validation split: the weights of the last epoch, {self.best_epoch}")
+        self.log(f"done: test accuracy {test:.2f} % ({chosen}); {self.out / 'result.json'}, network "
+                 f"{self.out / 'model.pt'}")
         return result

@@ -32,8 +32,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 FIELDS = ("id", "iteration", "nsc", "hash", "status", "repeat", "accuracy", "reward", "flops", "params", "density",
           "blocks", "epochs", "restarts", "epsilon", "message")
-PAPER = ["--config", str(ROOT / "jobs" / "cifar100_paper.toml"), "--set", "trainer.kind=simulated"]
-PAPER_L = ["--config", str(ROOT / "jobs" / "cifar100_paper_L.toml"), "--set", "trainer.kind=simulated"]
+# recorded when the paper jobs updated Q once per result and replayed 64 blocks per iteration; they now follow the
+# CVPR text (replay only), and the digests still hold the earlier rule, which is search.updates' default
+EARLIER = ["--set", "search.updates=result+replay"]
+PAPER = ["--config", str(ROOT / "jobs" / "cifar100_paper.toml"), "--set", "trainer.kind=simulated", *EARLIER]
+PAPER_L = ["--config", str(ROOT / "jobs" / "cifar100_paper_L.toml"), "--set", "trainer.kind=simulated", *EARLIER]
 
 # name -> (MPI ranks, search arguments). "paper" is the issue's paper-scale search; "paper-mpi3" the same
 # under mpiexec -n 3 (batch dispatch: the same blocks and Q-table as one process); "paper-L" BlockQNN-L

@@ -23,6 +23,10 @@ def test_protocol_presets_are_the_papers():
         300, 0.1, 0.9, 5e-4, (150, 225), 128)
     i = PROTOCOLS["imagenet-final"]
     assert (i["epochs"], i["weight_decay"], i["milestones"], i["batch_size"]) == (90, 1e-4, (30, 60), 256)
+    assert PROTOCOLS["paper-verify"] == c  # the papers verify their top blocks with the final recipe
+    import typing
+
+    assert set(typing.get_args(typing.get_type_hints(FinalTrainConfig)["protocol"])) == set(PROTOCOLS)
     t = FinalTrainConfig(lr=0.1, milestones=(150, 225), gamma=0.1)
     assert [lr_at(t, e) for e in (0, 149, 150, 224, 225, 299)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
@@ -137,3 +141,26 @@ def test_final_training_speed_options_train_as_well(tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "result.json").read_text())
     assert res["best_val_accuracy"] > 30  # chance is 10 %
+
+
+@needs_fashion
+def test_no_validation_split_trains_on_everything_and_keeps_the_last_epoch(tmp_path):
+    """data.val_size = 0 (the papers' final training on all training images): no model selection, the exported
+    network is the last epoch's, and the output says so; a search still needs a validation split."""
+    from bqnn import load_network
+    from bqnn.config import ConfigError, load
+
+    r = run_module("bqnn.train", "--block", "residual-like", "--out", str(tmp_path), *TINY, "--set", "data.val_size=0",
+                   "--set", "train.epochs=2", "--set", "train.milestones=[1]", "--set", "train.lr=0.05")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("no validation split") == 3, r.stdout  # two epoch lines and the last line
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert (res["best_epoch"], res["best_val_accuracy"]) == (2, None)
+    assert res["selection"] == "last epoch (no validation split)"
+    assert [h["val_accuracy"] for h in res["history"]] == [None, None]
+    assert res["test_accuracy"] > 25  # it learned (chance is 10 %; 39.8 measured: 2 epochs on 1,500 images)
+    last = torch.load(tmp_path / "train.pt", weights_only=False)["model"]
+    exported = load_network(tmp_path / "model.pt").state_dict()
+    assert all(torch.equal(last[k], exported[k]) for k in last)
+    with pytest.raises(ConfigError, match="data.val_size: a search needs a validation split"):
+        load(ROOT / "jobs" / "demo.toml", ["data.val_size=0"])

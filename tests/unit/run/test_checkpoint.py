@@ -36,13 +36,15 @@ def finished(tmp_path):
 
 def test_layout_is_plain_data(finished):
     with h5py.File(finished / "search.h5") as f:
-        assert f.attrs["format"] == "bqnn-search" and int(f.attrs["schema_version"]) == 2
+        assert f.attrs["format"] == "bqnn-search" and int(f.attrs["schema_version"]) == 3
         assert int(f.attrs["iteration"]) == int(f.attrs["iterations_total"]) == 5
         for name in ("candidates", "cache/hash", "cache/id", "inflight/id", "inflight/nsc", "strategy/q_state",
                      "strategy/q_value", "strategy/replay_nsc", "utilization/busy"):
             assert isinstance(f[name], h5py.Dataset) and f[name].dtype.kind != "O", name
         c = f["candidates"][()]
         assert c["nsc"].shape == (30, 7, 5) and c.dtype == checkpoint.candidate_dtype(7)
+        t = f["candidates"].id.get_type()  # the message's bytes are UTF-8, and HDF5's type says so
+        assert t.get_member_type(t.get_member_index(b"message")).get_cset() == h5py.h5t.CSET_UTF8
         assert set(f["strategy"].attrs) >= {"rng_sample", "rng_replay", "q_init", "updates"}
         import json
 
@@ -83,6 +85,35 @@ def test_a_schema_1_file_is_upgraded_and_resumes(finished, tmp_path):
     cfg = from_json(state.config_json)
     m = Master(cfg, old, InlineExecutor(SimulatedTrainer(cfg), StopFlag()), StopFlag(), log=lambda s: None, state=state)
     assert m.sizes == [6] * 3 and m.starts == [0, 6, 12]  # derived from blocks_per_iteration
+
+
+def test_a_schema_2_pnas_file_is_upgraded(tmp_path):
+    """Schema 2 typed candidates.message ASCII and kept PNAS's observed positions as a JSON attribute: such a
+    file reads as the schema 3 one, positions and messages included, and is rewritten as schema 3."""
+    out = tmp_path / "pnas"
+    r = run_module("bqnn.search", "--out", str(out), *SIM, "--set", "search.strategy=pnas", "--set", "pnas.beam=4",
+                   "--set", "pnas.max_size=3", "--set", "pnas.fit_steps=20")
+    assert r.returncode == 0, r.stderr
+    new = checkpoint.read(out / "search.h5")
+    assert new.strategy_arrays["observed"].dtype == np.int64 and "observed" not in new.strategy_attrs
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(out / "search.h5", old / "search.h5")
+    with h5py.File(old / "search.h5", "a") as f:
+        c = f["candidates"][()]
+        c["message"][0] = "bad config: 1 ≠ 2".encode()
+        del f["candidates"], f["strategy/observed"]
+        f.create_dataset("candidates", data=c, maxshape=(None,), chunks=True, fletcher32=True)  # ASCII-typed bytes
+        f["strategy"].attrs["observed"] = "[2, 0]"
+        f.attrs["schema_version"] = 2
+        f.attrs["attrs_sha256"] = checkpoint._attrs_digest(f)
+    state = checkpoint.load(old)[0]
+    assert state.strategy_arrays["observed"].tolist() == [2, 0] and "observed" not in state.strategy_attrs
+    assert state.candidates["message"][0].decode() == "bad config: 1 ≠ 2"
+    assert state.candidates.dtype == new.candidates.dtype
+    checkpoint.save(old, state)
+    with h5py.File(old / "search.h5") as f:
+        assert int(f.attrs["schema_version"]) == 3 and f["strategy/observed"][()].tolist() == [2, 0]
 
 
 def test_truncated_checkpoint_resumes_from_backup(tmp_path):

@@ -8,6 +8,7 @@ from bqnn.strategies import make_strategy
 from bqnn.strategies.qlearning import QLearningStrategy
 from bqnn.strategies.qtable import PAPER_SCHEDULE, EpsilonSchedule, QLearningAgent
 from bqnn.strategies.random_search import RandomStrategy
+from tests.conftest import ROOT
 
 
 def test_paper_schedule():
@@ -36,7 +37,7 @@ def test_update_follows_equations_3_to_6():
     assert agent.value(s[0], nsc[0]) == pytest.approx(0.5 * 2 + 0.5 * (10 + 13.75))
     assert agent.value(s[1], Layer(2, 2, 3, 1, 0)) == 2.0  # untouched pairs keep q_init
     # without shaping the intermediate reward is 0 (MetaQNN)
-    plain = QLearningAgent(Space(), seed=0, alpha=0.5, q_init=2.0, shaped=False)
+    plain = QLearningAgent(Space(), seed=0, alpha=0.5, q_init=2.0, intermediate="zero")
     plain.update(nsc, 50.0)
     assert plain.value(s[3], nsc[3]) == pytest.approx(0.5 * 2 + 0.5 * (0 + 26))
 
@@ -92,7 +93,7 @@ def test_agent_learns_a_synthetic_optimum_and_beats_random_search(seed):
     # The paper's schedule and batch (178 x 64 = 11,392 blocks), blocks of at most 6 layers,
     # alpha 0.1: at the paper's 0.01 the Q-values move too little in this small budget to settle.
     space = Space(6)
-    q = QLearningStrategy(space, EpsilonSchedule(), seed, alpha=0.1, gamma=1.0, q_init=None, shaped=True,
+    q = QLearningStrategy(space, EpsilonSchedule(), seed, alpha=0.1, gamma=1.0, q_init=None, intermediate="shaped",
                           replay_samples=64, calibration_size=64)
     q_hits = _search(q)
     assert q.best_guess() == RESIDUAL_LIKE  # the greedy block after the schedule is the favoured one
@@ -115,7 +116,7 @@ def test_random_search_draws_the_same_blocks_during_the_exploration_phase():
 
 
 def test_q_init_is_calibrated_from_the_first_iteration():
-    q = QLearningStrategy(Space(6), EpsilonSchedule(), 0, 0.1, 1.0, None, True, 4, calibration_size=4)
+    q = QLearningStrategy(Space(6), EpsilonSchedule(), 0, 0.1, 1.0, None, "shaped", 4, calibration_size=4)
     blocks = q.propose(0, 4)
     for i, b in enumerate(blocks[:3]):
         q.observe(b, 10.0 * (i + 1))
@@ -146,3 +147,91 @@ def test_strategy_state_round_trip_continues_identically():
     for it in range(3, 6):
         assert step(a, it) == step(b, it)
     assert a.agent.q == b.agent.q
+
+
+def test_eq2_adds_the_reward_at_every_layer():
+    """AAAI eq. 2: target = r_T + max Q(s') at every transition (r_T / T under eq. 6, 0 under MetaQNN's)."""
+    nsc = RESIDUAL_LIKE
+    s = (START,) + nsc
+    values = {}
+    for rule in ("shaped", "zero", "accuracy"):
+        agent = QLearningAgent(Space(), seed=0, alpha=0.5, gamma=1.0, q_init=2.0, intermediate=rule)
+        agent.update(nsc, 50.0)
+        values[rule] = [agent.value(s[t], nsc[t]) for t in range(5)]
+    # the last transition's target is r_T under every rule
+    assert values["accuracy"][4] == values["shaped"][4] == values["zero"][4] == pytest.approx(26.0)
+    # s_3 -> s_4: (1-a) q0 + a (50 + 26) = 39; then (1 - a) 2 + a (50 + 39) = 45.5, ...
+    assert values["accuracy"][3] == pytest.approx(0.5 * 2 + 0.5 * (50 + 26))
+    assert values["accuracy"][2] == pytest.approx(0.5 * 2 + 0.5 * (50 + 39))
+    assert values["accuracy"][0] > values["shaped"][0] > values["zero"][0]
+    with pytest.raises(ValueError, match="intermediate reward 'eq2'"):
+        QLearningAgent(Space(), seed=0, intermediate="eq2")
+
+
+def _recorded(strategy):
+    """The blocks strategy.agent.update is called with, in order (the real update still runs)."""
+    calls = []
+    real = strategy.agent.update
+
+    def update(nsc, reward):
+        calls.append((nsc, reward))
+        real(nsc, reward)
+
+    strategy.agent.update = update
+    return calls
+
+
+@pytest.mark.parametrize("rule,replay", [("result+replay", 128), ("result+replay", 0), ("replay", 64)])
+def test_update_rules_count_and_order(rule, replay):
+    """result+replay (AAAI): one update per result, in the order observed, then `replay` remembered blocks after
+    the iteration; replay (CVPR): no update when a result arrives, `replay` updates after it, drawn from the memory
+    that already holds this iteration's results."""
+    cfg = load(None, ["search.seed=5", "search.blocks_per_iteration=64", f"search.updates={rule}",
+                      f"search.replay_samples={replay}", "search.q_init=40.0"])
+    q = make_strategy(cfg)
+    calls = _recorded(q)
+    seen: list = []
+    for it in range(3):
+        blocks = q.propose(it, 64)
+        rewards = [float(len(b) * 7 + i % 5) for i, b in enumerate(blocks)]
+        start = len(calls)
+        for b, r in zip(blocks, rewards, strict=True):
+            q.observe(b, r)
+            seen.append(b)
+        during = calls[start:]
+        if rule == "result+replay":
+            assert during == list(zip(blocks, rewards, strict=True))  # once each, in the order observed
+        else:
+            assert during == []
+        q.end_iteration(it)
+        after = calls[start + len(during):]
+        assert len(after) == replay
+        memory = dict(zip(seen, [q.agent.memory[b] for b in seen], strict=True))
+        assert all(b in memory and r == q.agent.memory[b] for b, r in after)  # replayed blocks are remembered ones
+    assert q.agent.updates == len(calls) == 3 * ((64 if rule == "result+replay" else 0) + replay)
+
+
+def test_update_rule_config_is_checked_and_earlier_key_is_read():
+    from bqnn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="search.updates"):
+        load(None, ["search.updates=cvpr"])
+    with pytest.raises(ConfigError, match="replay_samples: must be at least 1"):
+        load(None, ["search.updates=replay", "search.replay_samples=0"])
+    assert load(None, ["search.shaped_reward=false"]).search.intermediate_reward == "zero"
+    assert load(None, ["search.shaped_reward=true"]).search.intermediate_reward == "shaped"
+    with pytest.raises(ConfigError, match="shaped_reward.*now search.intermediate_reward"):
+        load(None, ["search.shaped_reward=1"])
+    import json
+
+    from bqnn.config import Config, from_json, to_dict
+
+    stored = to_dict(Config())  # a search.h5 written before the key was renamed still resumes, same meaning
+    del stored["search"]["intermediate_reward"]
+    stored["search"]["shaped_reward"] = False
+    assert from_json(json.dumps(stored)).search.intermediate_reward == "zero"
+    paper, aaai = load(ROOT / "jobs/cifar100_paper.toml"), load(ROOT / "jobs/cifar100_aaai.toml")
+    assert (paper.search.updates, paper.search.replay_samples, paper.search.intermediate_reward) == \
+        ("replay", 64, "shaped")
+    assert (aaai.search.updates, aaai.search.replay_samples, aaai.search.intermediate_reward, aaai.reward.preset) == \
+        ("result+replay", 128, "accuracy", "aaai")
