@@ -3,9 +3,10 @@
     python bench/precision.py                       # 24 blocks of the demo's space, demo training (about 6 min here)
     python bench/precision.py --blocks 48 --epochs 3
 
-Two real `bqnn.search` runs (this process, world size 1) of one iteration at epsilon 1 with the same seed, so
-both train exactly the same blocks with the same initial weights and batches; one with trainer.amp=off
-(float32), one with trainer.amp=bf16. Prints per block the two accuracies and, over all blocks: the mean and
+Three real `bqnn.search` runs (this process, world size 1) of one iteration at epsilon 1 with the same seed,
+so all train exactly the same blocks with the same initial weights and batches: two with trainer.amp=off
+(float32; their difference is the floor, 0 where training is deterministic), one with trainer.amp=bf16.
+Prints per block the two accuracies and, over all blocks: the mean and
 largest |difference|, the mean signed difference (bf16 - fp32), the Spearman correlation of the two rankings,
 whether the best block is the same, and the same for rewards. Also the seconds of each run (their ratio is
 bf16's speed-up on this machine; a CPU without native bf16 emulates it and is slower).
@@ -55,6 +56,7 @@ def main() -> None:
               f"trainer.epochs={args.epochs}", "trainer.channels_last=off"]
     root = Path(args.out) / f"b{args.blocks}-e{args.epochs}-s{args.seed}"
     fp32, s32 = run(root / "fp32", common + ["trainer.amp=off"])
+    again, _ = run(root / "fp32-again", common + ["trainer.amp=off"])  # the floor: fp32 against itself
     bf16, s16 = run(root / "bf16", common + ["trainer.amp=bf16"])
     assert (fp32["hash"] == bf16["hash"]).all(), "the two runs trained different blocks"
     both = (fp32["repeat"] == 0) & (fp32["status"] == Status.OK) & (bf16["status"] == Status.OK)
@@ -70,6 +72,9 @@ def main() -> None:
         print(f"  {field}: mean |bf16 - fp32| {np.abs(d).mean():.3f}, largest {np.abs(d).max():.3f}, mean signed "
               f"{d.mean():+.3f}; Spearman of the rankings {'n/a' if rho is None else f'{rho:.3f}'}; same best block: "
               f"{'yes' if int(np.argmax(x)) == int(np.argmax(y)) else 'no'}")
+    floor = np.abs(again[both]["accuracy"].astype(float) - fp32[both]["accuracy"].astype(float))
+    print(f"  floor: fp32 run twice differs by {floor.mean():.3f} on average, at most {floor.max():.3f} (0: the "
+          f"differences above are bf16's)")
     print(f"  seconds: fp32 {s32:.0f}, bf16 {s16:.0f} (bf16 / fp32 = {s16 / s32:.2f}; 0 when reused from --out)")
 
 

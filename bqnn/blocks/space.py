@@ -86,13 +86,14 @@ class Space:
         return total
 
     def blocks(self, max_size: int | None = None) -> Iterator[tuple[Layer, ...]]:
-        """Every block of the space with at most `max_size` layers (terminal not counted), depth first.
-        Exhaustive, so only for small spaces: 4,472 codes (2,356 distinct blocks) at max_index 5."""
+        """Every block of the space with at most `max_size` layers (terminal not counted), depth first: exactly
+        the blocks `actions` can build, the start identity followed by the terminal included. Exhaustive, so only
+        for small spaces: 4,473 codes (2,357 distinct blocks) at max_index 5."""
         limit = min(max_size or self.max_index - 1, self.max_index - 1)
 
         def grow(rows: tuple[Layer, ...]) -> Iterator[tuple[Layer, ...]]:
             i = len(rows)
-            if i >= 1 and (i >= 2 or not self.start_identity):
+            if i >= 1:  # actions offer the terminal from index 2 on
                 yield rows + (terminal(i + 1),)
             if i < limit:
                 for layer in self.layers_at(i + 1):

@@ -53,3 +53,21 @@ def test_small_max_index():
         assert len(validate(agent.sample(1.0), 4)) <= 4
     with pytest.raises(ValueError):
         Space(1)
+
+
+@pytest.mark.parametrize("start_identity", [True, False])
+def test_blocks_are_exactly_what_the_actions_build(start_identity):
+    """Space.blocks (the brute force behind known optima) enumerates every block the agent can sample, and
+    nothing else: the start identity followed by the terminal included."""
+    space = Space(5, start_identity)
+
+    def walk(state, rows):
+        for a in space.actions(state):
+            if a.type == 7:
+                yield (*rows, a)
+            else:
+                yield from walk(a, (*rows, a))
+
+    from bqnn.blocks.space import START
+
+    assert sorted(space.blocks()) == sorted(walk(START, ()))

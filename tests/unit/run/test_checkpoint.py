@@ -187,3 +187,17 @@ def test_subsecond_iterations_are_not_each_checkpointed(tmp_path):
     assert r.stdout.count("iter ") == 10
     assert checkpoint.read(out / "search.h5").iteration == 10
     assert not (out / "search.h5.bak").exists()  # one write in all: the search took well under a second
+
+
+def test_precision_is_part_of_the_search_and_speed_options_are_not(finished):
+    """trainer.amp changes rewards (bench/precision.py): a resume that changes it is refused, one line, nothing
+    written; channels-last and the other speed options may change."""
+    before = _snapshot(finished)
+    r = run_module("bqnn.search", "--out", str(finished), *SIM, "--set", "trainer.amp=bf16")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"bqnn.search: error: refusing to resume {finished}: the config differs from the stored one in trainer.amp "
+        f"(use another --out for a new search)"], r.stderr
+    assert _snapshot(finished) == before
+    r = run_module("bqnn.search", "--out", str(finished), *SIM, "--set", "trainer.channels_last=on",
+                   "--set", "trainer.fused_adam=false")
+    assert r.returncode == 0, r.stderr
