@@ -63,7 +63,8 @@ class Run:
 
 
 def search(out: Path, job: str, sets: list[str]) -> Run:
-    if not (out / checkpoint.FILENAME).exists():
+    done = checkpoint.exists(out) and (lambda st: st.iteration >= st.iterations_total)(checkpoint.load(out)[0])
+    if not done:  # a new search, or one stopped part-way (it resumes)
         args = ["--config", str(JOBS[job]), "--out", str(out)] + [x for s in sets for x in ("--set", s)]
         with contextlib.redirect_stdout(io.StringIO()) as buf:
             code = search_main(args)
