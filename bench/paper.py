@@ -110,9 +110,13 @@ def _versus(a: str, b: str, series: str) -> Callable[[dict[str, list[Run]]], tup
         # the phase as the learning run's schedule has it (random search records epsilon 1 throughout)
         phase = [_exploit(getattr(x, series), x.explore_end) - _exploit(getattr(y, series), x.explore_end)
                  for x, y in zip(runs[a], runs[b], strict=True)]
+        explore = [float(np.nanmean(getattr(x, series)[: x.explore_end])
+                         - np.nanmean(getattr(y, series)[: x.explore_end]))
+                   for x, y in zip(runs[a], runs[b], strict=True)]
         t1 = [float(x.top1[-1] - y.top1[-1]) for x, y in zip(runs[a], runs[b], strict=True)]
         return float(np.mean(end)), (f"{a} - {b}, {series} at the end: {np.mean(end):+.2f} points (per seed "
-                                     f"{', '.join(f'{v:+.2f}' for v in end)}); over the exploitation phase "
+                                     f"{', '.join(f'{v:+.2f}' for v in end)}); over the exploration phase "
+                                     f"{np.mean(explore):+.2f}, over the exploitation phase "
                                      f"{np.mean(phase):+.2f}; best block {np.mean(t1):+.2f}")
     return measure
 
@@ -164,6 +168,12 @@ CLAIMS: dict[str, Claim] = {
                        {"eq. 2": ("aaai", ["search.intermediate_reward=accuracy"]),
                         "MetaQNN": ("aaai", ["search.intermediate_reward=zero"])},
                        _versus("eq. 2", "MetaQNN", "mean_acc"), "versus"),
+    "fig9": Claim("Fig. 9 (AAAI Fig. 3): searching the PCC is better than searching ReLU, BN and convolution as "
+                  "separate layers, from the beginning, with a big gap",
+                  "PCC above separate from the start (no number)", None,
+                  {"PCC": ("cvpr", ["search.strategy=qlearning"]),
+                   "separate": ("cvpr", ["search.strategy=qlearning", "space.layers=separate"])},
+                  _versus("PCC", "separate", "mean_acc"), "versus"),
     "fig8a": Claim("Fig. 8(a): the mean early-stop accuracy per iteration rises as epsilon falls, 56 % in "
                    "exploration to 65 % at epsilon 0.1", "+9 points (56 % -> 65 %)", 9.0,
                    {"BlockQNN": ("cvpr", ["search.strategy=qlearning"])}, _fig8a, "mean"),
@@ -188,7 +198,7 @@ def draw(path: Path, claim: Claim, runs: dict[str, list[Run]]) -> None:
             ax.plot(x, np.nanmean([r.mean_acc[:n] for r in rs], axis=0), label=f"{label}: mean per iteration")
             ax.plot(x, np.nanmean([r.top5[:n] for r in rs], axis=0), label=f"{label}: top-5 so far")
         else:
-            series = "mean_acc" if claim.paper.startswith(("shaped", "eq. 2")) else "top5"
+            series = "mean_acc" if claim.paper.startswith(("shaped", "eq. 2", "PCC")) else "top5"
             ax.plot(x, np.nanmean([getattr(r, series)[:n] for r in rs], axis=0),
                     label=f"{label}: {'mean per iteration' if series == 'mean_acc' else 'top-5 so far'}")
     first = next(iter(runs.values()))[0]

@@ -82,7 +82,7 @@ def optuna_search(name: str, seed: int, cfg: Config, budget: int, time_cap: floa
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # group=True's notice
-    space = Space(cfg.space.max_index, cfg.space.start_identity)
+    space = Space.of(cfg.space)
     choices = {i: {_text(a): a for a in space.actions(Layer(i - 1, 0, 0, 0, 0))}  # only the index matters
                for i in range(1, cfg.space.max_index + 1)}
     score = SimulatedReward(cfg)

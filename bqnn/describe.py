@@ -4,12 +4,14 @@
     python -m bqnn.describe residual-like --network cifar --classes 100
 
 CODE is the paper's text form or a named block (inception-like, residual-like).
-Prints one JSON object: valid, nsc, hash (canonical), nodes, edges, density,
+Prints one JSON object: valid, nsc, hash (canonical), spaces (the search spaces, `space.layers`, whose
+layer types it uses: "pcc" and/or "separate"), nodes, edges, density,
 leaves, and params/flops of the block alone (`channels` wide in and out, on an
 H x H map; FLOPs per image, a multiply-add counted as 2). With --network, also
 the whole network's params and FLOPs as the search trains it and the reward's
 penalty terms (docs/reward.md). An invalid code prints one line naming the row
-and the rule broken and exits 2; so does a bad option (numbers are ASCII digits, within their ranges).
+and the rule broken and exits 2; so does a bad option (numbers are ASCII digits, within their ranges), and
+a code that uses layer types outside the space named by --space.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import sys
 
 from .blocks.canon import canonical_hash
 from .blocks.code import NAMED_BLOCKS, NSCError, format_nsc, parse
+from .blocks.space import LAYER_TYPES, spaces_of
 from .cli import Parser, count, emit
 
 
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hw", type=count, default=32, help="feature map side H (default 32)")
     p.add_argument("--in-channels", type=count, default=None, help="block input width (default: C)")
     p.add_argument("--max-index", type=count, default=23, help="largest layer index allowed (default 23)")
+    p.add_argument("--space", choices=list(LAYER_TYPES), default=None,
+                   help="refuse a code with layer types this search space (space.layers) does not propose")
     p.add_argument("--network", choices=["cifar", "imagenet"], help="also cost the whole network")
     p.add_argument("--classes", type=count, default=100)
     p.add_argument("--image-size", type=count, default=None, help="input side (default 32 cifar, 224 imagenet)")
@@ -55,9 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     except NSCError as e:
         print(f"invalid NSC: {e}", file=sys.stderr)
         return 2
+    spaces = spaces_of(nsc)
+    if args.space is not None and args.space not in spaces:
+        types = ", ".join(str(t) for t in LAYER_TYPES[args.space])
+        print(f"invalid NSC: not in the {args.space!r} space: it uses layer types outside {types} (and 7)",
+              file=sys.stderr)
+        return 2
     from .blocks.cost import block_metrics
 
-    out = {"valid": True, "nsc": format_nsc(nsc), "hash": canonical_hash(nsc)}
+    out = {"valid": True, "nsc": format_nsc(nsc), "hash": canonical_hash(nsc), "spaces": spaces}
     out.update(block_metrics(nsc, args.channels, args.hw, args.in_channels))
     if args.network:
         from .blocks.cost import network_cost

@@ -15,6 +15,15 @@ A block is a tuple of `Layer` rows ``(index, type, kernel, pred1, pred2)``:
     6     concat          0         pred1, pred2 (distinct)
     7     terminal        0         none (0, 0); always the last row
 
+and, for the separate-components space (`space.layers = "separate"`; CVPR Fig. 9, AAAI Fig. 3), the
+three parts of the convolution layer above as layer types of their own:
+
+    8     ReLU              0         pred1
+    9     batch norm        0         pred1
+    10    plain convolution 1, 3, 5   pred1 (stride 1, same padding, with a bias; no ReLU, no BN)
+
+Every code of types 1..10 is valid; a search space (`blocks.space`) decides which types it proposes.
+
 Row i has index i (1-based). Layer 1 reads the block input, written pred1 = 0;
 every later layer reads earlier layers, 1 <= pred < index. Layers without a
 successor are concatenated into the block output. The largest index, terminal
@@ -48,6 +57,9 @@ class Op(IntEnum):
     ADD = 5
     CONCAT = 6
     TERMINAL = 7
+    RELU = 8
+    BATCH_NORM = 9
+    PLAIN_CONV = 10
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,9 @@ OPS: dict[Op, OpSpec] = {
     Op.ADD: OpSpec("elemental add", "Add", (0,), 2),
     Op.CONCAT: OpSpec("concat", "Concat", (0,), 2),
     Op.TERMINAL: OpSpec("terminal", "Terminal", (0,), 0),
+    Op.RELU: OpSpec("ReLU", "ReLU", (0,), 1),
+    Op.BATCH_NORM: OpSpec("batch norm", "BN", (0,), 1),
+    Op.PLAIN_CONV: OpSpec("plain convolution", "PlainConv", (1, 3, 5), 1),
 }
 
 
@@ -114,7 +129,7 @@ def check_layer(layer: Layer, max_index: int = MAX_INDEX) -> None:
         raise NSCError(f"{where}: index must be in 1..{max_index}")
     spec = OPS.get(typ)  # type: ignore[call-overload]  # Op is an IntEnum: a plain int finds its entry
     if spec is None:
-        raise NSCError(f"{where}: type {typ} is not one of 1..7 (Table 1)")
+        raise NSCError(f"{where}: type {typ} is not one of 1..{len(OPS)}")
     if kernel not in spec.kernels:
         allowed = ", ".join(map(str, spec.kernels))
         raise NSCError(f"{where}: kernel {kernel} is not allowed for {spec.name} (allowed: {allowed})")

@@ -71,6 +71,9 @@ OP_COSTS: dict[Op, Callable[[int, tuple[int, ...], int, tuple[int, ...], int], C
     Op.IDENTITY: lambda k, cin, c, project, hw: Cost(),
     Op.ADD: _add_cost,
     Op.CONCAT: lambda k, cin, c, project, hw: Cost(),
+    Op.RELU: lambda k, cin, c, project, hw: relu_cost(c, hw),
+    Op.BATCH_NORM: lambda k, cin, c, project, hw: bn_cost(c, hw),
+    Op.PLAIN_CONV: lambda k, cin, c, project, hw: conv_cost(cin[0], c, k, hw, bias=True),
 }
 
 

@@ -2,9 +2,9 @@
 
 Used as a library by the analytic costs (blocks/cost.py) and the torch builders (nets/block.py), which
 build exactly this plan, so the costs describe exactly the network that is trained.
-Choices (docs/choices.md, "widths inside a block"): convolutions output the stage width; pools and
-identity keep their input's width; add outputs the larger input width, projecting the narrower input
-with a 1x1 conv + BN (ResNet's option B); concat sums widths; the leaves are concatenated and, when
+Choices (docs/choices.md, "widths inside a block"): convolutions output the stage width; pools,
+identity, ReLU and batch norm keep their input's width; add outputs the larger input width, projecting
+the narrower input with a 1x1 conv + BN (ResNet's option B); concat sums widths; the leaves are concatenated and, when
 that is not already the stage width, reduced to it by a 1x1 PCC. Pure Python.
 """
 from __future__ import annotations
@@ -38,13 +38,13 @@ class BlockPlan(NamedTuple):
         return self.width if self.reduce else self.concat_channels
 
 
-_CONV, _MAX, _AVG, _ID, _ADD, _CAT, _TERM = (int(o) for o in (Op.CONV, Op.MAX_POOL, Op.AVG_POOL, Op.IDENTITY,
-                                                               Op.ADD, Op.CONCAT, Op.TERMINAL))
+_ADD, _TERM = int(Op.ADD), int(Op.TERMINAL)
+_WIDENING = frozenset({int(Op.CONV), int(Op.PLAIN_CONV)})  # output the stage width; other unary ops keep theirs
 
 
 def plan_block(nsc: NSC, in_channels: int, width: int, g: BlockGraph | None = None) -> BlockPlan:
     """Channel bookkeeping of a block (docs/choices.md, "widths inside a block"):
-    convolutions output `width`; pools and identity keep their input's width;
+    convolutions output `width`; pools, identity, ReLU and BN keep their input's width;
     add outputs the larger input width, projecting the narrower input with a
     1x1 conv + BN; concat sums widths; the leaves are concatenated and, when
     that is not already `width` channels, reduced to `width` by a 1x1 PCC.
@@ -61,7 +61,7 @@ def plan_block(nsc: NSC, in_channels: int, width: int, g: BlockGraph | None = No
         project: tuple[int, ...] = ()
         if len(preds) == 1:
             cin: tuple[int, ...] = (ch[preds[0]],)
-            out = width if op == _CONV else cin[0]  # pools and identity keep their input's width
+            out = width if op in _WIDENING else cin[0]  # pools, identity, ReLU and BN keep their input's width
         else:
             a, b = ch[preds[0]], ch[preds[1]]
             cin = (a, b)

@@ -17,6 +17,11 @@ Choices where the paper is silent (docs/choices.md):
   the reversed pair is the same block (same canonical hash) and would otherwise
   double their share of random exploration.
 - The terminal is not offered at index 1 (an empty block).
+
+`layers` picks the layer types (docs/choices.md, "Separate components"): "pcc" (Table 1: the
+convolution is the pre-activation cell ReLU -> Conv -> BN) or "separate" (CVPR Fig. 9, AAAI
+Fig. 3: ReLU, batch norm and a plain convolution are layers of their own, types 8, 9, 10, and
+type 1 is not offered); pools, identity, add, concat and the terminal are in both.
 """
 from __future__ import annotations
 
@@ -24,20 +29,51 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .code import MAX_INDEX, OPS, Layer, NSCError, Op, terminal
+from ..config import SpaceConfig
+from .code import MAX_INDEX, NSC, OPS, Layer, NSCError, Op, OpSpec, terminal
 
 START = Layer(0, 0, 0, 0, 0)
+
+# The layer types each space proposes (terminal aside), in the op table's order.
+LAYER_TYPES: dict[str, tuple[Op, ...]] = {
+    "pcc": (Op.CONV, Op.MAX_POOL, Op.AVG_POOL, Op.IDENTITY, Op.ADD, Op.CONCAT),
+    "separate": (Op.MAX_POOL, Op.AVG_POOL, Op.IDENTITY, Op.ADD, Op.CONCAT, Op.RELU, Op.BATCH_NORM, Op.PLAIN_CONV),
+}
+
+
+def spaces_of(nsc: NSC) -> list[str]:
+    """The names of the spaces whose layer types `nsc` uses (its indices and joins aside)."""
+    used = {layer.type for layer in nsc if layer.type != Op.TERMINAL}
+    return [name for name, types in LAYER_TYPES.items() if used <= {int(t) for t in types}]
 
 
 @dataclass(frozen=True)
 class Space:
     max_index: int = MAX_INDEX
     start_identity: bool = True
+    layers: str = "pcc"  # a key of LAYER_TYPES
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_index < 2:
             raise NSCError(f"max_index must be at least 2 (one layer and the terminal), got {self.max_index}")
+        if self.layers not in LAYER_TYPES:
+            raise NSCError(f"space.layers {self.layers!r}: expected one of {', '.join(LAYER_TYPES)}")
+
+    @classmethod
+    def of(cls, cfg: SpaceConfig) -> Space:
+        """The space a config's `[space]` section describes."""
+        return cls(cfg.max_index, cfg.start_identity, cfg.layers)
+
+    @property
+    def ops(self) -> tuple[tuple[Op, OpSpec], ...]:
+        """(op, spec) of every layer type this space proposes, terminal aside."""
+        return tuple((op, OPS[op]) for op in LAYER_TYPES[self.layers])
+
+    @property
+    def kinds(self) -> tuple[tuple[int, int], ...]:
+        """Every (type, kernel) a layer of this space can have, terminal aside."""
+        return tuple((int(op), k) for op, spec in self.ops for k in spec.kernels)
 
     def layers_at(self, index: int) -> tuple[Layer, ...]:
         """All legal non-terminal layers with this index."""
@@ -49,11 +85,11 @@ class Space:
                 if self.start_identity:
                     out.append(Layer(1, int(Op.IDENTITY), 0, 0, 0))
                 else:
-                    for op, spec in OPS.items():
+                    for op, spec in self.ops:
                         if spec.arity == 1:
                             out.extend(Layer(1, int(op), k, 0, 0) for k in spec.kernels)
             else:
-                for op, spec in OPS.items():
+                for op, spec in self.ops:
                     if spec.arity == 1:
                         out.extend(Layer(index, int(op), k, p, 0) for k in spec.kernels for p in range(1, index))
                     elif spec.arity == 2:

@@ -79,6 +79,9 @@ class PNASConfig:
 class SpaceConfig:
     max_index: int = MAX_INDEX  # largest layer index, terminal included
     start_identity: bool = True  # layer 1 is (1,4,0,0,0)
+    # pcc: the convolution is one layer, ReLU -> Conv -> BN (Table 1); separate: ReLU, batch norm and a plain
+    # convolution are layer types of their own (CVPR Fig. 9, AAAI Fig. 3: the papers' ablation)
+    layers: Literal["pcc", "separate"] = "pcc"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ Ops (docs/choices.md):
 - max / average pooling: stride 1, same padding (avg excludes the padding);
 - identity: the input itself;
 - add: sum; an input narrower than the other goes through a 1x1 conv + BN projection first (ResNet's option B);
-- concat: along channels.
+- concat: along channels;
+- separate components (space.layers = "separate"): ReLU; BatchNorm; plain convolution, Conv(k, stride 1, same
+  padding) with a bias, as no batch norm follows it by construction.
 """
 from __future__ import annotations
 
@@ -75,6 +77,10 @@ BUILDERS: dict[Op, Callable[[NodePlan], nn.Module]] = {
     Op.IDENTITY: lambda n: Unary(nn.Identity()),
     Op.ADD: AddNode,
     Op.CONCAT: lambda n: Concat(),
+    Op.RELU: lambda n: Unary(nn.ReLU(inplace=False)),  # inputs are shared between branches: never in place
+    Op.BATCH_NORM: lambda n: Unary(BatchNorm(n.out_channels)),
+    Op.PLAIN_CONV: lambda n: Unary(nn.Conv2d(n.in_channels[0], n.out_channels, n.kernel, stride=1,
+                                             padding=n.kernel // 2, bias=True)),
 }
 
 

@@ -9,7 +9,8 @@ whole but wrong (written by a bug, edited by hand, or damaged where no checksum 
 - ids: every candidate id and in-flight id is one of 0 .. next_id - 1, each exactly once;
 - iterations: 0 <= iteration <= iterations_total; the iteration sizes sum to next_id, and every candidate of
   a completed iteration is finished (none in flight);
-- every stored code (candidates, in flight) is a valid code; statuses are known; rewards, accuracies and
+- every stored code (candidates, in flight) is a valid code of the config's space (`space.layers`);
+  statuses are known; rewards, accuracies and
   densities are finite;
 - the strategy's arrays and attributes restore into a fresh strategy of the stored config (Q-table and replay
   shapes, RNG states, ...).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..blocks.code import NSCError, from_array
+from ..blocks.space import spaces_of
 from ..config import ConfigError, from_json
 from ..strategies import make_strategy
 from ..training.result import Status
@@ -57,9 +59,12 @@ def check_state(state: SearchState) -> None:
     for where, codes in (("candidate", c["nsc"]), ("in-flight candidate", state.inflight_nsc)):
         for i, code in enumerate(codes):
             try:
-                from_array(code, state.max_index)
+                nsc = from_array(code, state.max_index)
             except NSCError as e:
                 raise CheckpointError(f"{where} {i} has an invalid code ({e})") from None
+            if cfg.space.layers not in spaces_of(nsc):
+                raise CheckpointError(f"{where} {i} has a code outside the search's space "
+                                      f"(space.layers = {cfg.space.layers!r})")
     try:
         make_strategy(cfg).load_state(state.strategy_arrays, state.strategy_attrs)
     except Exception as e:  # whatever the strategy's own reading raises: the state does not restore

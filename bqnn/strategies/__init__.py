@@ -19,7 +19,7 @@ def make_strategy(cfg: Config) -> Strategy:
         cls = STRATEGIES[cfg.search.strategy]
     except KeyError:
         raise ValueError(f"unknown search.strategy {cfg.search.strategy!r} (known: {', '.join(STRATEGIES)})") from None
-    return cls.from_config(cfg, Space(cfg.space.max_index, cfg.space.start_identity))
+    return cls.from_config(cfg, Space.of(cfg.space))
 
 
 __all__ = ["STRATEGIES", "Strategy", "make_strategy"]

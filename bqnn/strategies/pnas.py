@@ -95,7 +95,7 @@ class PNASStrategy(Strategy):
             chosen, scores = list(cands), []
         else:
             hashes = list(cands)
-            pred = self.predictor.predict(np.stack([features(cands[h]) for h in hashes]))
+            pred = self.predictor.predict(np.stack([features(cands[h], self.space.kinds) for h in hashes]))
             order = sorted(range(len(hashes)), key=lambda i: (-pred[i], hashes[i]))[: self.cfg.beam]
             chosen, scores = [hashes[i] for i in order], [float(pred[i]) for i in order]
         self.proposed, self.predicted, self.observed = [cands[h] for h in chosen], scores, {}
@@ -106,7 +106,7 @@ class PNASStrategy(Strategy):
     def observe(self, nsc: NSC, reward: float) -> None:
         self.data_nsc.append(nsc)
         self.data_reward.append(reward)
-        self.data_x.append(features(nsc))
+        self.data_x.append(features(nsc, self.space.kinds))
         self.observed[nsc] = reward
 
     def end_iteration(self, iteration: int) -> None:
@@ -151,7 +151,7 @@ class PNASStrategy(Strategy):
         self.beam = blocks(arrays["beam_nsc"])
         self.data_nsc = blocks(arrays["data_nsc"])
         self.data_reward = arrays["data_reward"].tolist()
-        self.data_x = [features(b) for b in self.data_nsc]
+        self.data_x = [features(b, self.space.kinds) for b in self.data_nsc]
         self.proposed = blocks(arrays["proposed_nsc"])
         self.predicted = arrays["proposed_prediction"].tolist()
         self.correlation = arrays["round_spearman"].tolist()

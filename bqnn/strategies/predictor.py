@@ -6,9 +6,10 @@ Features (`features`) are counts on the block's DAG, so the same block written w
 numbering has the same features, and a predictor fitted on blocks of size b can score blocks of
 size b + 1 (PNAS's point: the surrogate must generalise to larger cells than it was trained on; a
 positional encoding of the rows would leave the new row's weights untrained). Per block: how many
-layers of each of the 10 op kinds (conv 1/3/5, max pool 1/3, avg pool 1/3, identity, add, concat);
-the edges by (source kind, target kind), the block input as a source and the block output as a
-target (11 x 11); layers, edges, leaves, depth (longest input-to-output path) and density.
+layers of each (type, kernel) kind of its space (`Space.kinds`; in the PCC space the 10 kinds conv
+1/3/5, max pool 1/3, avg pool 1/3, identity, add, concat); the edges by (source kind, target kind),
+the block input as a source and the block output as a target (11 x 11 there); layers, edges,
+leaves, depth (longest input-to-output path) and density.
 
 Each of `ensemble` MLPs (features -> hidden -> hidden -> 1, ReLU) is fitted with full-batch Adam on
 the standardized rewards of all blocks trained so far, leaving out its own fifth of them (PNAS
@@ -18,34 +19,46 @@ gives the same weights.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..blocks.code import NSC, Op
 from ..blocks.graph import graph
 
-KINDS = [(1, 1), (1, 3), (1, 5), (2, 1), (2, 3), (3, 1), (3, 3), (4, 0), (5, 0), (6, 0)]
-_KIND = {k: i for i, k in enumerate(KINDS)}
-N_KINDS = len(KINDS)
-N_FEATURES = N_KINDS + (N_KINDS + 1) ** 2 + 5
+# The (type, kernel) kinds of the PCC space (Table 1), in the op table's order: `Space.kinds` of "pcc".
+KINDS = ((1, 1), (1, 3), (1, 5), (2, 1), (2, 3), (3, 1), (3, 3), (4, 0), (5, 0), (6, 0))
 
 
-def features(nsc: NSC) -> np.ndarray:
+def n_features(kinds: tuple[tuple[int, int], ...] = KINDS) -> int:
+    return len(kinds) + (len(kinds) + 1) ** 2 + 5
+
+
+def features(nsc: NSC, kinds: tuple[tuple[int, int], ...] = KINDS) -> np.ndarray:
+    """The block's feature vector over the layer kinds of its space (`Space.kinds`)."""
+    index = _index(kinds)
+    n_kinds = len(kinds)
     layers = [layer for layer in nsc if layer.type != Op.TERMINAL]
     g = graph(nsc)
     n = g.n_layers
-    kind = [N_KINDS] + [_KIND[(layer.type, layer.kernel)] for layer in layers]  # node 0: the block input
-    x = np.zeros(N_FEATURES)
+    kind = [n_kinds] + [index[(layer.type, layer.kernel)] for layer in layers]  # node 0: the block input
+    x = np.zeros(n_features(kinds))
     for k in kind[1:]:
         x[k] += 1
-    edges = x[N_KINDS: N_KINDS + (N_KINDS + 1) ** 2].reshape(N_KINDS + 1, N_KINDS + 1)  # a view
+    edges = x[n_kinds: n_kinds + (n_kinds + 1) ** 2].reshape(n_kinds + 1, n_kinds + 1)  # a view
     depth = [0] * (n + 2)
     for v in range(1, n + 2):
-        target = kind[v] if v <= n else N_KINDS  # node n+1: the block output
+        target = kind[v] if v <= n else n_kinds  # node n+1: the block output
         for p in g.preds[v]:
             edges[kind[p], target] += 1
         depth[v] = 1 + max((depth[p] for p in g.preds[v]), default=0)
     x[-5:] = (n, g.edges, len(g.leaves), depth[n + 1], g.density)
     return x
+
+
+@functools.lru_cache(maxsize=8)
+def _index(kinds: tuple[tuple[int, int], ...]) -> dict[tuple[int, int], int]:
+    return {k: i for i, k in enumerate(kinds)}
 
 
 class Predictor:

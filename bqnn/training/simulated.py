@@ -29,12 +29,35 @@ _SIM_CREDIT = {(1, 1): 2.0, (1, 3): 4.5, (1, 5): 3.5, (2, 1): -0.5, (2, 3): 0.8,
                (4, 0): -0.3, (5, 0): 3.0, (6, 0): 2.0}
 
 
+# Separate components (space.layers = "separate"): a plain convolution earns a share of the PCC's credit of
+# its kernel, the rest only when a ReLU feeds it (pre-activation) and a batch norm reads it; a ReLU or a
+# batch norm alone costs a little. So ReLU -> Conv -> BN earns what one PCC earns, less 0.4, with three
+# layers: the separate space can build every PCC block, but longer, and random blocks in it are worse
+# (CVPR Fig. 9, AAAI Fig. 3). A model of the papers' finding, not evidence for it (docs/choices.md).
+_PLAIN_SHARE, _PREACT_SHARE, _NORM_SHARE = 0.35, 0.3, 0.35
+_COMPONENT_CREDIT = -0.2  # a ReLU or a batch norm, on its own
+
+
+def _credit(nsc: NSC, layer) -> float:
+    if layer.type == 10:  # plain convolution
+        pcc = _SIM_CREDIT[(1, layer.kernel)]
+        share = _PLAIN_SHARE
+        if layer.pred1 and nsc[layer.pred1 - 1].type == 8:
+            share += _PREACT_SHARE
+        if any(other.type == 9 and other.pred1 == layer.index for other in nsc):
+            share += _NORM_SHARE
+        return pcc * share
+    if layer.type in (8, 9):
+        return _COMPONENT_CREDIT
+    return _SIM_CREDIT[(layer.type, layer.kernel)]
+
+
 def simulated_accuracy(nsc: NSC) -> float:
     """A deterministic 'accuracy' (percent) with structure an agent can learn:
     saturating in the summed op credits, penalised beyond 10 layers, plus a
     +-1 point jitter from the block's canonical hash (equal for equal blocks)."""
     layers = [layer for layer in nsc if layer.type != 7]
-    score = sum(_SIM_CREDIT[(layer.type, layer.kernel)] for layer in layers)
+    score = sum(_credit(nsc, layer) for layer in layers)
     acc = 40.0 + 50.0 * (1.0 - math.exp(-max(score, 0.0) / 15.0)) - 1.5 * max(0, len(layers) - 10)
     acc -= 2.0 * max(0, len(graph(nsc).leaves) - 2)  # many loose ends
     jitter = int(canonical_hash(nsc)[:6], 16) / 0xFFFFFF * 2.0 - 1.0
@@ -73,7 +96,7 @@ def known_optimum(cfg: Config) -> tuple[float, set[str], int]:
 
     shape = dataset_shape(cfg.data)
     rewards: dict[str, float] = {}
-    for b in Space(cfg.space.max_index, cfg.space.start_identity).blocks():
+    for b in Space.of(cfg.space).blocks():
         h = canonical_hash(b)
         if h not in rewards:
             cost = network_cost(b, cfg.network, *shape)

@@ -80,8 +80,8 @@ def test_sigterm_keeps_the_last_epoch_and_exits_143(tmp_path):
 
 
 def test_bad_inputs_are_one_line(tmp_path):
-    r = run_module("bqnn.train", "--nsc", "[(1,4,0,0,0),(2,9,0,1,0),(3,7,0,0,0)]", "--out", str(tmp_path))
-    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "type 9 is not one of 1..7" in r.stderr
+    r = run_module("bqnn.train", "--nsc", "[(1,4,0,0,0),(2,12,0,1,0),(3,7,0,0,0)]", "--out", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "type 12 is not one of 1..10" in r.stderr
     r = run_module("bqnn.train", "--from", str(tmp_path / "nothing"), "--rank", "1")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
     r = run_module("bqnn.train", "--block", "residual-like", "--out", str(tmp_path), "--set", "train.epoch=3")

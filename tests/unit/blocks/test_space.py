@@ -55,11 +55,11 @@ def test_small_max_index():
         Space(1)
 
 
-@pytest.mark.parametrize("start_identity", [True, False])
-def test_blocks_are_exactly_what_the_actions_build(start_identity):
+@pytest.mark.parametrize("start_identity,layers", [(True, "pcc"), (False, "pcc"), (True, "separate")])
+def test_blocks_are_exactly_what_the_actions_build(start_identity, layers):
     """Space.blocks (the brute force behind known optima) enumerates every block the agent can sample, and
     nothing else: the start identity followed by the terminal included."""
-    space = Space(5, start_identity)
+    space = Space(5, start_identity, layers)
 
     def walk(state, rows):
         for a in space.actions(state):
