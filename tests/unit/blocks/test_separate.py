@@ -96,3 +96,21 @@ def test_describe_names_the_spaces_and_checks_one():
     r = run_module("bqnn.describe", SEPARATE_RESIDUAL, "--space", "pcc")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not in the 'pcc' space" in r.stderr
     assert run_module("bqnn.describe", SEPARATE_RESIDUAL, "--space", "separate").returncode == 0
+
+
+@pytest.mark.parametrize("strategy", ["qlearning", "pnas"])
+def test_a_search_in_the_separate_space_proposes_only_its_codes_and_resumes_checked(tmp_path, strategy):
+    from bqnn.run import checkpoint
+    from bqnn.run.invariants import check_state
+    from tests.conftest import SIM_SMALL_NET, search_in_process
+
+    sets = SIM_SMALL_NET + ["space.layers=separate", "space.max_index=7", "search.blocks_per_iteration=8",
+                            "search.schedule=[[1.0, 2], [0.1, 2]]", f"search.strategy={strategy}",
+                            "pnas.max_size=4", "pnas.beam=8"]
+    state, c, _ = search_in_process(tmp_path, strategy, sets)
+    types = {int(t) for t in c["nsc"][:, :, 1].ravel()} - {0}
+    assert {8, 9, 10} & types and 1 not in types
+    check_state(state)  # the stored codes are of the stored config's space
+    state.config_json = state.config_json.replace('"separate"', '"pcc"')
+    with pytest.raises(checkpoint.CheckpointError, match="outside the search's space"):
+        check_state(state)
