@@ -19,6 +19,7 @@ from .loading import (
 )
 from .schema import (
                       MAX_INDEX,
+                      MAX_RUNGS,
                       PAPER_SCHEDULE,
                       RANGES,
                       RUNTIME_KEYS,
@@ -31,6 +32,7 @@ from .schema import (
                       LimitsConfig,
                       NetworkConfig,
                       PNASConfig,
+                      PruningConfig,
                       Range,
                       RewardConfig,
                       SearchConfig,
@@ -39,7 +41,8 @@ from .schema import (
                       TrainJobConfig,
 )
 
-__all__ = ["MAX_INDEX", "PAPER_SCHEDULE", "RANGES", "RUNTIME_KEYS", "SECTIONS", "STRATEGY_NAMES", "Config",
-           "ConfigError", "DataConfig", "FinalTrainConfig", "LimitsConfig", "NetworkConfig", "PNASConfig", "Range",
-           "RewardConfig", "SearchConfig", "SpaceConfig", "TrainJobConfig", "TrainerConfig", "check", "check_schedule",
-           "diff", "from_dict", "from_json", "load", "parse_override", "read_job_file", "to_dict", "to_json"]
+__all__ = ["MAX_INDEX", "MAX_RUNGS", "PAPER_SCHEDULE", "RANGES", "RUNTIME_KEYS", "SECTIONS", "STRATEGY_NAMES",
+           "Config", "ConfigError", "DataConfig", "FinalTrainConfig", "LimitsConfig", "NetworkConfig", "PNASConfig",
+           "PruningConfig", "Range", "RewardConfig", "SearchConfig", "SpaceConfig", "TrainJobConfig",
+           "TrainerConfig", "check", "check_schedule", "diff", "from_dict", "from_json", "load", "parse_override",
+           "read_job_file", "to_dict", "to_json"]

@@ -4,7 +4,7 @@ Used by every entry point:
 
     python -m bqnn.search --config jobs/demo.toml --out DIR --set trainer.epochs=2 --set data.root=/data
 
-A job file has one table per section ([search], [space], [network], [limits], [pnas], [reward],
+A job file has one table per section ([search], [space], [network], [limits], [pnas], [pruning], [reward],
 [data], [trainer]); every key is a field of bqnn/config/schema.py with its default. An unknown
 section or key, a value of the wrong type, a number that is not finite or outside its range, or a job
 file that is not a small regular file, is a `ConfigError` naming the key, the value and what is allowed.
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from .schema import DEVICE, MAX_ITERATIONS, RANGES, STRATEGY_NAMES, Config, ConfigError
+from .schema import DEVICE, MAX_ITERATIONS, MAX_RUNGS, RANGES, STRATEGY_NAMES, Config, ConfigError
 
 MAX_JOB_FILE = 1 << 20  # bytes: a job file is a few kilobytes; anything larger is not one
 
@@ -277,6 +277,12 @@ def check(cfg: Any) -> None:
     if s.strategy not in STRATEGY_NAMES:
         raise ConfigError(f"config key search.strategy: unknown strategy {s.strategy!r} "
                           f"(known: {', '.join(STRATEGY_NAMES)})")
+    pr = cfg.pruning
+    if pr.rule != "none":
+        rungs = list(pr.rungs)
+        if not rungs or len(rungs) > MAX_RUNGS or rungs != sorted(set(rungs)) or rungs[-1] >= cfg.trainer.epochs:
+            raise ConfigError(f"config key pruning.rungs: must be 1 to {MAX_RUNGS} increasing epoch counts below "
+                              f"trainer.epochs ({cfg.trainer.epochs}), got {rungs}")
     if s.strategy == "qlearning" and s.updates == "replay" and s.replay_samples == 0:
         raise ConfigError("config key search.replay_samples: must be at least 1 with search.updates = \"replay\" "
                           "(replay is then the only way Q learns), got 0")

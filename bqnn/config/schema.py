@@ -75,6 +75,24 @@ class PNASConfig:
     fit_lr: float = 0.005
 
 
+MAX_RUNGS = 8  # pruning.rungs: at most this many (search.h5 and the RESULT message hold that many accuracies)
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """Stop candidates that are clearly losing (docs/choices.md, "Pruning"). Off by default and in the paper jobs.
+
+    After each rung (an epoch count), a training candidate's validation accuracy is compared on rank 0 with the
+    accuracies earlier candidates had at that rung; it is stopped when below the rule's quantile of them."""
+
+    rule: Literal["none", "median", "halving"] = "none"  # halving: stop unless in the best 1/reduction
+    rungs: tuple[int, ...] = (1, 3, 6)  # epochs after which a candidate reports; each below trainer.epochs
+    quantile: float = 0.5  # median rule: stop below this quantile of the rung's accuracies
+    reduction: float = 3.0  # halving rule: keep the best 1/reduction at every rung (quantile 1 - 1/reduction)
+    min_candidates: int = 16  # a rung stops nothing until this many candidates have reached it
+    reward: Literal["rung", "failure"] = "rung"  # a stopped candidate's reward: from its rung accuracy, or a failure's
+
+
 @dataclass(frozen=True)
 class SpaceConfig:
     max_index: int = MAX_INDEX  # largest layer index, terminal included
@@ -153,6 +171,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     pnas: PNASConfig = field(default_factory=PNASConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -232,6 +251,8 @@ RANGES: dict[str, Range] = {
     "pnas.beam": Range(1, 100_000), "pnas.max_size": Range(1, 30), "pnas.ensemble": Range(1, 100),
     "pnas.hidden": Range(1, 4096), "pnas.fit_steps": Range(1, 1_000_000), "pnas.fit_lr": Range(0.0, 10.0, lo_open=True),
     "space.max_index": Range(2, 31),
+    "pruning.rungs": Range(1, 10_000), "pruning.quantile": Range(0.0, 1.0, lo_open=True, hi_open=True),
+    "pruning.reduction": Range(1.0, 1e6, lo_open=True), "pruning.min_candidates": Range(1, 10**9),
     "network.blocks_per_stage": Range(1, 64), "network.filters": Range(1, 65_536),
     "reward.mu": Range(0.0, 1e6), "reward.rho": Range(0.0, 1e6), "reward.flops_unit": Range(0.0, 1e30, lo_open=True),
     "reward.failure_accuracy": Range(0.0, 100.0),

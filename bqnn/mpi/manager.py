@@ -33,12 +33,12 @@ from mpi4py import MPI
 
 from ..blocks.code import to_array
 from ..config import Config, to_json
-from ..run.executor import Done, LostWorker, Task, WorkerStartupError
+from ..run.executor import Decide, Done, LostWorker, Task, WorkerStartupError
 from ..signals import StopFlag
-from ..training.result import Status, TrainResult
+from ..training.result import Status, TrainResult, pruned_result
 from .backoff import MASTER_WINDOW, Backoff, precise_naps
 from .launch import bind, quiet_bcast
-from .wire import RESULT_DTYPE, Tag, task_dtype
+from .wire import EPOCH_DTYPE, RESULT_DTYPE, Tag, task_dtype
 
 EMPTY = bytearray(0)
 
@@ -94,6 +94,10 @@ class MPIExecutor:
         self.task_buf = np.zeros(1, task_dtype(self.max_index))
         self.result_buf = np.zeros(1, RESULT_DTYPE)
         self.signal_buf = np.zeros(1, np.int32)
+        self.epoch_buf = np.zeros(1, EPOCH_DTYPE)
+        self.decide: Decide | None = None  # the pruning rule, set by the search loop when pruning is on
+        self.rungs = tuple(cfg.pruning.rungs)
+        self.stopping: dict[int, int] = {}  # candidate id -> the rung epoch a PRUNE was sent for
         self.t0 = now
         self.started: float | None = None
         self.startup = 0.0  # seconds from start-up to the first task (imports, data loading)
@@ -198,9 +202,25 @@ class MPIExecutor:
                 return None
             if status == Status.OK:
                 self.trained_longest = max(self.trained_longest, float(rec["seconds"]))
+            rungs = [float(a) for a in rec["rungs"] if a >= 0]
             result = TrainResult(status, float(rec["accuracy"]), float(rec["seconds"]),
-                                 int(rec["epochs"]), int(rec["restarts"]), message)
+                                 int(rec["epochs"]), int(rec["restarts"]), message, rungs)
+            epoch = self.stopping.pop(task.id, None)
+            if epoch is not None and status == Status.OK:
+                # it finished before the PRUNE reached it: the rule's decision stands, so the record does not
+                # depend on timing (the seconds are what it really took)
+                result = pruned_result(self.rungs, rungs, epoch, result.restarts)
+                result.seconds = float(rec["seconds"])
             return Done(task, result, src, rec["host"].decode())
+        elif tag == Tag.EPOCH:  # a candidate at a pruning rung: answered only when the rule stops it
+            buf = self.epoch_buf
+            self.comm.Recv([buf.view(np.uint8), MPI.BYTE], source=src, tag=tag)
+            task = self.pending.get(src)
+            rec = buf[0]
+            if task is not None and task.id == int(rec["id"]) and self.decide is not None \
+                    and self.decide(task, int(rec["epoch"]), float(rec["accuracy"])):
+                self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=src, tag=Tag.PRUNE)
+                self.stopping[task.id] = int(rec["epoch"])
         elif tag == Tag.SIGNAL:
             self.comm.Recv([self.signal_buf, MPI.INT32_T], source=src, tag=tag)
             if self.stop.signum is None:
@@ -278,6 +298,8 @@ class MPIExecutor:
                     self.comm.Recv([self.signal_buf, MPI.INT32_T], source=src, tag=tag)
                 elif tag == Tag.RESULT:  # finished after the stop: its candidate is retrained on resume
                     self.comm.Recv([self.result_buf.view(np.uint8), MPI.BYTE], source=src, tag=tag)
+                elif tag == Tag.EPOCH:
+                    self.comm.Recv([self.epoch_buf.view(np.uint8), MPI.BYTE], source=src, tag=tag)
                 else:
                     self.comm.Recv([EMPTY, MPI.BYTE], source=src, tag=tag)
                     if tag == Tag.BYE:

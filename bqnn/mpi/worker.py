@@ -11,7 +11,8 @@ node's cores as torch threads (unless `trainer.threads` is set).
 Protocol (mpi/wire.py, mpi/manager.py): READY once the data is loaded, then
 for each TASK a RESULT; a STOP ends the loop and gives the exit code. While
 training, the worker polls for STOP once per batch, so a stopping job does not
-wait for the candidate to finish. A stop signal received by this rank is
+wait for the candidate to finish; with pruning on it sends EPOCH at each rung and
+polls for PRUNE in the same place, ending the candidate at that rung. A stop signal received by this rank is
 forwarded to rank 0 as SIGNAL. Candidate failures are results (training/result.py);
 waiting is MPI_Iprobe with short sleeps (mpi/backoff.py), not a spinning receive. A simulated worker
 imports no torch (training/factory.py).
@@ -32,17 +33,20 @@ from ..config import from_json
 from ..signals import STOP_SIGNALS, Stopped, held
 from ..training import faults
 from ..training.factory import make_trainer
-from ..training.result import Status, Trainer, TrainResult, clip_text
+from ..training.result import Pruned, Status, Trainer, TrainResult, clip_text
 from .backoff import WORKER_WINDOW, Backoff, precise_naps
 from .launch import bind, quiet_bcast
-from .wire import RESULT_DTYPE, Tag, task_dtype
+from .wire import EPOCH_DTYPE, RESULT_DTYPE, Tag, task_dtype
 
 EMPTY = bytearray(0)
 
 
 class _Worker:
-    def __init__(self, comm: Any) -> None:
+    def __init__(self, comm: Any, pruning: bool = False) -> None:
         self.comm = comm
+        self.pruning = pruning
+        self.current = -1  # the candidate being trained
+        self.epoch = np.zeros(1, EPOCH_DTYPE)
         self.rank = comm.Get_rank()
         self.host = socket.gethostname()[:64]
         self.stop_code: int | None = None
@@ -56,13 +60,26 @@ class _Worker:
             self.comm.Send([np.array([signum], np.int32), MPI.INT32_T], dest=0, tag=Tag.SIGNAL)
 
     def stop_requested(self) -> bool:
+        """Polled once per batch: True when rank 0 stops the job; raises Pruned when it stops this candidate."""
+        if self.pruning and self.comm.Iprobe(source=0, tag=Tag.PRUNE):
+            self.comm.Recv([self.epoch.view(np.uint8), MPI.BYTE], source=0, tag=Tag.PRUNE)
+            if int(self.epoch[0]["id"]) == self.current:
+                raise Pruned(int(self.epoch[0]["epoch"]))
         return bool(self.comm.Iprobe(source=0, tag=Tag.STOP))
+
+    def on_rung(self, epoch: int, accuracy: float) -> None:
+        """Tell rank 0 the candidate's accuracy at a rung, and keep training: it answers only to stop it."""
+        buf = self.epoch
+        buf["id"], buf["epoch"], buf["accuracy"] = self.current, epoch, accuracy
+        self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.EPOCH)
 
     def send_result(self, task_id: int, r: TrainResult) -> None:
         buf = self.result
         buf["id"], buf["status"], buf["accuracy"], buf["seconds"] = task_id, int(r.status), r.accuracy, r.seconds
         buf["epochs"], buf["restarts"], buf["rank"] = r.epochs, r.restarts, self.rank
         buf["host"], buf["message"] = self.host.encode(), clip_text(r.message)
+        buf["rungs"] = -1.0  # not reached
+        buf["rungs"][0, : len(r.rungs)] = r.rungs
         self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.RESULT)
 
     def wait_message(self) -> MPI.Status:
@@ -89,7 +106,8 @@ def run_worker(comm: Any) -> int:
     if plan.errors:  # the same plan on every rank: rank 0 says why, everyone stops
         return 2
     index, per_node = plan.slots[comm.Get_rank()]
-    w = _Worker(comm)
+    pruning = cfg.pruning.rule != "none"
+    w = _Worker(comm, pruning)
     precise_naps()
     for s in STOP_SIGNALS:
         signal.signal(s, w.on_signal)
@@ -112,6 +130,9 @@ def run_worker(comm: Any) -> int:
             comm.Recv([code, MPI.INT32_T], source=0, tag=Tag.STOP)
             comm.Send([EMPTY, MPI.BYTE], dest=0, tag=Tag.BYE)
             return int(code[0])
+        if tag == Tag.PRUNE:  # rank 0 stopped a candidate that had finished already: nothing to do
+            comm.Recv([w.epoch.view(np.uint8), MPI.BYTE], source=0, tag=Tag.PRUNE)
+            continue
         if tag != Tag.TASK:
             raise RuntimeError(f"worker {w.rank}: unexpected MPI tag {tag} from rank 0")
         comm.Recv([task.view(np.uint8), MPI.BYTE], source=0, tag=Tag.TASK)
@@ -119,9 +140,12 @@ def run_worker(comm: Any) -> int:
         if trainer is None:
             raise RuntimeError(f"worker {w.rank}: rank 0 sent a task to a worker that could not start")
         faults.attempt.set(int(rec["attempt"]))
+        w.current = int(rec["id"])
         try:
-            result = trainer.train(from_array(rec["nsc"], cfg.space.max_index), int(rec["seed"]), int(rec["id"]),
-                                   interrupt=w.stop_requested, blocks_per_stage=int(rec["blocks_per_stage"]))
+            nsc = from_array(rec["nsc"], cfg.space.max_index)
+            more = {"on_rung": w.on_rung} if pruning else {}  # a trainer without pruning need not take on_rung
+            result = trainer.train(nsc, int(rec["seed"]), int(rec["id"]), interrupt=w.stop_requested,
+                                   blocks_per_stage=int(rec["blocks_per_stage"]), **more)
         except Stopped:
             continue  # STOP is waiting; the candidate is in the checkpoint as in flight
         w.send_result(int(rec["id"]), result)

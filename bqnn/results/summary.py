@@ -75,6 +75,7 @@ def summarize(state: SearchState, top: int = 5, directory: str | Path | None = N
                 for r, b, i in zip(state.util_rank, busy, idle, strict=True)]
     worker_hours = float((busy + idle).sum()) / 3600.0
     rejected = int((trained["status"] == Status.REJECTED).sum())  # over the limits, never trained
+    pruned = int((trained["status"] == Status.PRUNED).sum())  # stopped at a rung (run/pruning.py)
     return {
         "strategy": state.strategy,
         "iterations_done": int(state.iteration),
@@ -82,12 +83,15 @@ def summarize(state: SearchState, top: int = 5, directory: str | Path | None = N
         "candidates": int(len(c)),
         "unique_trained": int(len(trained) - rejected),
         "repeats": int(len(c) - len(trained)),
-        "failed": int(len(trained) - len(ok) - rejected),
+        "failed": int(len(trained) - len(ok) - rejected - pruned),
         "rejected": rejected,
+        "pruned": pruned,
+        # candidate-epochs spent, the search's bill: each restart (CVPR sec. 4.2) cost one epoch more
+        "epochs_trained": int(trained["epochs"].sum() + trained["restarts"].sum()),
         "predictor_spearman": [None if np.isnan(x) else float(x)
                                for x in state.strategy_arrays.get("round_spearman", np.zeros(0)).tolist()],
         "failed_by_status": {Status(s).name.lower(): int((trained["status"] == s).sum())
-                             for s in sorted(set(trained["status"].tolist())) if s != Status.OK},
+                             for s in sorted(set(trained["status"].tolist())) if s not in (Status.OK, Status.PRUNED)},
         "best": block(ranked[0]) if len(ranked) else None,
         "top": [block(r) for r in ranked[:top]],
         "per_iteration": per_iter,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import MAX_RUNGS
 from ..training.result import MESSAGE_LEN
 
 
@@ -34,6 +35,7 @@ def candidate_dtype(max_index: int) -> np.dtype:
         ("restarts", np.int8),
         ("epsilon", np.float64),
         ("message", f"S{MESSAGE_LEN}"),
+        ("rungs", np.float64, (MAX_RUNGS,)),  # validation accuracy at each pruning rung reached; -1: not reached
     ])
 
 

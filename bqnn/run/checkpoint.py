@@ -44,8 +44,9 @@ from .candidates import candidate_dtype
 
 FORMAT = "bqnn-search"
 # 2: candidates.blocks, /iteration_sizes; 3: candidates.message is a UTF-8 string in HDF5's type (it was ASCII's),
-# PNAS's `observed` an int64 dataset (it was a JSON attribute). Files of schema 1 and 2 are read and upgraded.
-SCHEMA_VERSION = 3
+# PNAS's `observed` an int64 dataset (it was a JSON attribute); 4: candidates.rungs (the accuracy at each pruning
+# rung, -1 where not reached). Files of schema 1 to 3 are read and upgraded.
+SCHEMA_VERSION = 4
 FILENAME = "search.h5"
 
 
@@ -259,8 +260,8 @@ def read(path: str | Path) -> SearchState:
                 util_idle=f["utilization/idle"][()],
                 iteration_sizes=f["iteration_sizes"][()] if "iteration_sizes" in f else np.zeros(0, np.int64),
             )
-            if version == 1:
-                state.candidates = _from_v1(state.candidates, max_index, json.loads(state.config_json))
+            if version < 4:
+                state.candidates = _upgrade(state.candidates, max_index, json.loads(state.config_json))
             if version < 3 and "observed" in state.strategy_attrs:  # PNAS: the positions were a JSON attribute
                 state.strategy_arrays["observed"] = np.array(json.loads(state.strategy_attrs.pop("observed")),
                                                              np.int64)
@@ -277,12 +278,17 @@ def read(path: str | Path) -> SearchState:
     return state
 
 
-def _from_v1(rows: np.ndarray, max_index: int, config: dict) -> np.ndarray:
-    """Schema 1 had no `blocks` column: every network had the configured N."""
+def _upgrade(rows: np.ndarray, max_index: int, config: dict) -> np.ndarray:
+    """The candidates of an older schema in today's layout: schema 1 had no `blocks` column (every network had the
+    configured N), schemas 1-3 no `rungs` (nothing was pruned: no rung reached)."""
     out = np.zeros(len(rows), candidate_dtype(max_index))
-    for name in rows.dtype.names or ():
+    have = set(rows.dtype.names or ())
+    for name in have & set(out.dtype.names or ()):
         out[name] = rows[name]
-    out["blocks"] = int(config.get("network", {}).get("blocks_per_stage", 4))
+    if "blocks" not in have:
+        out["blocks"] = int(config.get("network", {}).get("blocks_per_stage", 4))
+    if "rungs" not in have:
+        out["rungs"] = -1.0  # run/pruning.NOT_REACHED
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..blocks.code import NSC
 from ..signals import StopFlag
-from ..training.result import Status, Trainer, TrainResult
+from ..training.result import Pruned, Status, Trainer, TrainResult
 
 
 @dataclass
@@ -40,8 +41,14 @@ class Done:
     host: str
 
 
+# Rank 0's pruning rule (run/pruning.py through the loop): stop this task at the rung after `epoch` epochs, where
+# its validation accuracy is `accuracy`? Set by the loop when pruning is on; None: never asked.
+Decide = Callable[[Task, int, float], bool]
+
+
 class Executor(Protocol):
     world_size: int
+    decide: Decide | None
 
     def submit(self, task: Task) -> None: ...
 
@@ -83,6 +90,7 @@ class InlineExecutor:
     world_size = 1
 
     def __init__(self, trainer: Trainer, stop: StopFlag) -> None:
+        self.decide: Decide | None = None
         self.trainer = trainer
         self.stop = stop
         self.queue: deque[Task] = deque()
@@ -101,9 +109,19 @@ class InlineExecutor:
             return []
         task = self.queue[0]
         t0 = time.perf_counter()
+        decide = self.decide
+
+        def on_rung(epoch: int, accuracy: float) -> None:  # the rule, asked at once: the candidate stops here
+            if decide is not None and decide(task, epoch, accuracy):
+                raise Pruned(epoch)
+
         self.stop.interruptible = True
         try:
-            result = self.trainer.train(task.nsc, task.seed, task.id, blocks_per_stage=task.blocks_per_stage)
+            if decide is None:  # a trainer without pruning need not take on_rung
+                result = self.trainer.train(task.nsc, task.seed, task.id, blocks_per_stage=task.blocks_per_stage)
+            else:
+                result = self.trainer.train(task.nsc, task.seed, task.id, blocks_per_stage=task.blocks_per_stage,
+                                            on_rung=on_rung)
         finally:
             self.stop.interruptible = False
             self.busy += time.perf_counter() - t0

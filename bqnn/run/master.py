@@ -13,6 +13,8 @@ Per iteration i (batch dispatch, the paper's):
      a block whose hash is in the reward cache is answered from it (a repeat);
      a block whose hash is already being trained waits for that result; any
      other block is submitted;
+  2b. with pruning on (`[pruning]`, run/pruning.py), a candidate that reports a rung below the rule's cut-off
+     is stopped there and recorded as pruned, its reward from its rung accuracy (or a failure's);
   3. when all results of i are in, the strategy observes every candidate in id
      order (repeats included), then ends the iteration (replay); the state is
      checkpointed as below.
@@ -48,6 +50,7 @@ from ..training.result import Status, candidate_seed, clip_text
 from . import checkpoint, progress
 from .candidates import CandidateTable, candidate_dtype
 from .executor import Done, Executor, Task
+from .pruning import Pruner, rung_row
 
 # The longest rank 0 blocks waiting for results when nothing is due (seconds): stop flags are seen this often.
 WAIT = 1.0
@@ -68,6 +71,9 @@ class Master:
         self.max_index = cfg.space.max_index
         self.in_channels, self.size, self.num_classes = dataset_shape(cfg.data)
         self.records = CandidateTable(candidate_dtype(self.max_index))
+        self.pruner = Pruner(cfg.pruning)
+        if self.pruner.enabled:
+            executor.decide = self._decide
         self.cache: dict[str, int] = {}  # hash -> id of the record that answers it
         self.metrics: dict[str, tuple[int, int, float, int]] = {}  # hash -> (params, flops, density, blocks)
         self.iteration = 0
@@ -116,22 +122,34 @@ class Master:
         return range(self.starts[it], self.starts[it] + self.sizes[it])
 
     def _record(self, task: Task, status: int, accuracy: float, seconds: float, epochs: int, restarts: int,
-                rank: int, message: str, repeat: bool) -> None:
+                rank: int, message: str, repeat: bool, rungs: np.ndarray | list[float] | None = None) -> None:
         """Add the candidate's record to the table, its reward computed here (eq. 7)."""
         params, flops, density, n = self._metrics(task.nsc, task.hash)
-        acc_for_reward = accuracy if status == Status.OK else self.cfg.reward.failure_accuracy
+        scored = status == Status.OK or (status == Status.PRUNED and self.cfg.pruning.reward == "rung")
+        acc_for_reward = accuracy if scored else self.cfg.reward.failure_accuracy
         self.records.add(
             id=task.id, iteration=task.iteration, rank=rank, nsc=to_array(task.nsc, self.max_index),
             hash=task.hash.encode(), status=status, repeat=int(repeat), accuracy=accuracy,
             reward=compute_reward(acc_for_reward, flops, density, self.cfg.reward), flops=flops, params=params,
             density=density, blocks=n, seconds=seconds, epochs=epochs, restarts=restarts, epsilon=task.epsilon,
-            message=clip_text(message))
+            message=clip_text(message), rungs=rungs if isinstance(rungs, np.ndarray) else rung_row(rungs or []))
         self.unsaved += 1
 
     def _record_repeat(self, task: Task, source_id: int) -> None:
         src = self.records[source_id]
         self._record(task, int(src["status"]), float(src["accuracy"]), 0.0, int(src["epochs"]),
-                     int(src["restarts"]), -1, src["message"].decode("utf-8", "replace"), True)
+                     int(src["restarts"]), -1, src["message"].decode("utf-8", "replace"), True, src["rungs"].copy())
+
+    def _decide(self, task: Task, epoch: int, accuracy: float) -> bool:
+        """Stop `task` at the rung after `epoch` epochs? Batch dispatch compares it with the candidates of the earlier
+        iterations only (fixed while this one runs, so the decision does not depend on finishing order); async with
+        every candidate recorded so far (run/pruning.py)."""
+        rows = self.records.array()
+        if self.cfg.search.dispatch == "async":
+            return self.pruner.prune(epoch, accuracy, ("async", len(rows)),
+                                     lambda: rows[rows["repeat"] == 0]["rungs"])
+        return self.pruner.prune(epoch, accuracy, ("batch", task.iteration),
+                                 lambda: rows[(rows["repeat"] == 0) & (rows["iteration"] < task.iteration)]["rungs"])
 
     def _reward_of(self, cid: int) -> float:
         return float(self.records[cid]["reward"])
@@ -220,7 +238,8 @@ class Master:
         r, t = done.result, done.task
         self.running.discard(t.hash)
         self.cache[t.hash] = t.id
-        self._record(t, int(r.status), r.accuracy, r.seconds, r.epochs, r.restarts, done.rank, r.message, False)
+        self._record(t, int(r.status), r.accuracy, r.seconds, r.epochs, r.restarts, done.rank, r.message, False,
+                     r.rungs)
         self._finish(t, asynchronous)
         for dup in self.waiting.pop(t.hash, []):
             self._record_repeat(dup, t.id)

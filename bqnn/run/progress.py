@@ -2,7 +2,8 @@
 
 Used by rank 0's loop (run/master.py), which alone prints. A line per iteration has epsilon, the mean
 and best reward of the iteration, candidates done / planned, repeats, failures (and rejections over the
-limits), the iteration's seconds, elapsed time and ETA, and whatever the strategy adds. Pure formatting.
+limits, candidates pruned), the iteration's seconds, elapsed time and ETA, and whatever the strategy adds.
+Pure formatting.
 """
 from __future__ import annotations
 
@@ -20,22 +21,24 @@ def fmt_time(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def counts(rows: np.ndarray) -> tuple[int, int, int, int]:
-    """(candidates, repeats, failed, rejected) of a candidate table."""
+def counts(rows: np.ndarray) -> tuple[int, int, int, int, int]:
+    """(candidates, repeats, failed, rejected, pruned) of a candidate table."""
     repeats = int(rows["repeat"].sum())
     first = rows[rows["repeat"] == 0]
     rejected = int((first["status"] == Status.REJECTED).sum())
-    failed = int((first["status"] != Status.OK).sum()) - rejected
-    return len(rows), repeats, failed, rejected
+    pruned = int((first["status"] == Status.PRUNED).sum())
+    failed = int((first["status"] != Status.OK).sum()) - rejected - pruned
+    return len(rows), repeats, failed, rejected, pruned
 
 
 def iteration_line(it: int, total: int, eps: float, rewards: Sequence[float], rows: np.ndarray, planned: int,
                    seconds: float, elapsed: float, eta: float, note: str) -> str:
-    done, repeats, failed, rejected = counts(rows)
+    done, repeats, failed, rejected, pruned = counts(rows)
     width = len(str(total))
     return (f"iter {it + 1:>{width}}/{total}  eps {eps:.2f}  reward mean {np.mean(rewards):7.2f} "
             f"best {np.max(rewards):7.2f}  | candidates {done}/{planned} "
-            f"repeats {repeats} failed {failed}{f' rejected {rejected}' if rejected else ''}  | {seconds:6.1f}s  "
+            f"repeats {repeats} failed {failed}{f' rejected {rejected}' if rejected else ''}"
+            f"{f' pruned {pruned}' if pruned else ''}  | {seconds:6.1f}s  "
             f"elapsed {fmt_time(elapsed)}  ETA {fmt_time(eta)}" + (f"  | {note}" if note else ""))
 
 

@@ -10,7 +10,9 @@ The protocol, every number a field of [trainer]: `epochs` (12) epochs of Adam
 every 5 epochs, MSRA init. If after epoch 1 the validation accuracy is no better
 than chance (1/classes), the network is rebuilt and restarted with lr x 0.4, at
 most 3 times. The reward's accuracy is the validation accuracy (held out of
-the training set) after the last epoch, in percent.
+the training set) after the last epoch, in percent. With pruning on (`pruning.rule`), the validation
+accuracy is also measured after each rung epoch and reported (`on_rung`); `Pruned` ends the candidate
+there (training/result.py).
 
 Speed (none of it changes what is searched): the data sit on the device and a batch is an
 index_select there; losses and correct counts accumulate on the device and are read once per
@@ -47,7 +49,7 @@ from ..nets.network import build_network
 from ..signals import Stopped
 from .device import backend_options, speed_options
 from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, OOM_MESSAGE, InjectedFault, scheduled
-from .result import Interrupt, Status, TrainResult, is_device_fault
+from .result import Interrupt, OnRung, Pruned, Status, TrainResult, is_device_fault, pruned_result
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -76,18 +78,26 @@ class EarlyStopTrainer:
         self.splits = splits if splits is not None else load_splits(cfg.data, device)
         self.interrupt: Interrupt = None
         self.model_params = 0
+        self.rungs = cfg.pruning.rungs if cfg.pruning.rule != "none" else ()
+        self.on_rung: OnRung = None
+        self.reported: list[float] = []  # the candidate's rung accuracies so far
+        self.restarts = 0
 
     def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None,
-              blocks_per_stage: int = 0) -> TrainResult:
+              blocks_per_stage: int = 0, on_rung: OnRung = None) -> TrainResult:
         """Train one candidate. `interrupt`, if given, is polled once per batch; when it returns
         True, `Stopped` is raised (the caller is being stopped, the candidate will be retrained).
-        `blocks_per_stage`: N of its network (BlockQNN-L's adaptive N; 0: as configured)."""
+        `blocks_per_stage`: N of its network (BlockQNN-L's adaptive N; 0: as configured). `on_rung`: told
+        each rung's accuracy; `Pruned` from it or from `interrupt` ends the candidate at that rung."""
         start = time.perf_counter()
         fault = scheduled(self.t, candidate_id)
-        self.interrupt = interrupt
+        self.interrupt, self.on_rung = interrupt, on_rung
+        self.reported, self.restarts = [], 0
         result = TrainResult(Status.OK)
         try:
             result = self._train(nsc, seed, fault, blocks_per_stage)
+        except Pruned as p:
+            result = pruned_result(self.rungs, self.reported, p.epoch, self.restarts)
         except Exception as e:  # a candidate's failure is a result, never a crash
             status = Status.OOM if _is_oom(e) else Status.DEVICE if is_device_fault(str(e)) else Status.ERROR
             # a device fault is about the GPU, not the candidate: its own words, for the line that retires the rank
@@ -107,6 +117,7 @@ class EarlyStopTrainer:
         chance = 100.0 / s.num_classes
         restarts = 0
         while True:
+            self.restarts, self.reported = restarts, []
             torch.manual_seed(seed + restarts)
             gen = torch.Generator(device=self.device).manual_seed(seed + restarts)
             model = build_network(nsc, network, s.in_channels, s.size, s.num_classes).to(self.device)
@@ -125,13 +136,23 @@ class EarlyStopTrainer:
                     return TrainResult(Status.NAN, epochs=epoch + 1, restarts=restarts,
                                        message=f"loss is {loss_sum} in epoch {epoch + 1}")
                 sched.step()
+                accuracy = None
                 if epoch == 0 and restarts < t.max_restarts and t.epochs > 1:
-                    if self.evaluate(model) <= chance:
+                    accuracy = self.evaluate(model)
+                    if accuracy <= chance:
                         restart = True
                         break
+                if epoch + 1 in self.rungs:
+                    self._rung(epoch + 1, accuracy if accuracy is not None else self.evaluate(model))
             if not restart:
-                return TrainResult(Status.OK, accuracy=self.evaluate(model), epochs=t.epochs, restarts=restarts)
+                return TrainResult(Status.OK, accuracy=self.evaluate(model), epochs=t.epochs, restarts=restarts,
+                                   rungs=list(self.reported))
             restarts += 1
+
+    def _rung(self, epoch: int, accuracy: float) -> None:
+        self.reported.append(accuracy)
+        if self.on_rung is not None:
+            self.on_rung(epoch, accuracy)  # may raise Pruned
 
     def _epoch(self, model: torch.nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, fault: str) -> float:
         s = self.splits

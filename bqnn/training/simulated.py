@@ -18,9 +18,10 @@ from ..blocks.graph import graph
 from ..config import Config
 from ..signals import Stopped
 from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, scheduled
-from .result import Interrupt, Status, TrainResult
+from .result import Interrupt, OnRung, Pruned, Status, TrainResult, pruned_result
 
-SLICE = 0.2  # seconds a simulated training sleeps between looks for a stop (a real one looks every batch)
+SLICE = 0.05  # seconds a simulated training sleeps between looks for a stop or a pruning answer (a real one
+# looks every batch)
 
 # Credit per op (type, kernel) for the simulated accuracy: convolutions help, 3x3 most;
 # pools and identities little; joins (add, concat) help. Chosen so that the best
@@ -108,22 +109,27 @@ def known_optimum(cfg: Config) -> tuple[float, set[str], int]:
 class SimulatedTrainer:
     """`trainer.kind = "simulated"`: no data, no torch compute; sleeps a lognormal time
     (median `sim_seconds`, spread `sim_sigma`, drawn from the candidate's seed) and
-    returns `simulated_accuracy`. Faults are injected as in the real trainer."""
+    returns `simulated_accuracy`. Faults are injected as in the real trainer. With pruning on
+    (`pruning.rule`), the time is spread evenly over the epochs and each rung reports the block's
+    `simulated_curve` at that epoch, so a pruned candidate takes only its rungs' share of the time."""
 
     def __init__(self, cfg: Config) -> None:
         self.t = cfg.trainer
+        self.rungs = cfg.pruning.rungs if cfg.pruning.rule != "none" else ()
 
     def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None,
-              blocks_per_stage: int = 0) -> TrainResult:
+              blocks_per_stage: int = 0, on_rung: OnRung = None) -> TrainResult:
         start = time.perf_counter()
+        duration = 0.0
         if self.t.sim_seconds > 0:
             rng = np.random.default_rng(seed ^ (candidate_id & 0x7FFFFFFF))
-            end = start + self.t.sim_seconds * math.exp(self.t.sim_sigma * rng.standard_normal())
-            while (left := end - time.perf_counter()) > 0:  # sleep in slices so a stop is noticed
-                time.sleep(min(left, SLICE))
-                if interrupt is not None and interrupt():
-                    raise Stopped()
+            duration = self.t.sim_seconds * math.exp(self.t.sim_sigma * rng.standard_normal())
         fault = scheduled(self.t, candidate_id)
+        if self.rungs and fault == "none":
+            result = self._by_epoch(nsc, start, duration, interrupt, on_rung)
+            result.seconds = time.perf_counter() - start
+            return result
+        _sleep_until(start + duration, interrupt)
         if fault == "exception":
             result = TrainResult(Status.ERROR, message=f"InjectedFault: {EXCEPTION_MESSAGE}")
         elif fault == "nan":
@@ -140,3 +146,29 @@ class SimulatedTrainer:
             result = TrainResult(Status.OK, accuracy=simulated_accuracy(nsc), epochs=self.t.epochs)
         result.seconds = time.perf_counter() - start
         return result
+
+    def _by_epoch(self, nsc: NSC, start: float, duration: float, interrupt: Interrupt,
+                  on_rung: OnRung) -> TrainResult:
+        epochs = self.t.epochs
+        curve = simulated_curve(nsc, epochs)
+        reported: list[float] = []
+        try:
+            for epoch in range(1, epochs + 1):
+                _sleep_until(start + duration * epoch / epochs, interrupt)
+                if interrupt is not None and interrupt():  # once per epoch even without sleeping
+                    raise Stopped()
+                if epoch in self.rungs:
+                    reported.append(curve[epoch - 1])
+                    if on_rung is not None:
+                        on_rung(epoch, curve[epoch - 1])
+        except Pruned as p:
+            return pruned_result(self.rungs, reported, p.epoch)
+        return TrainResult(Status.OK, accuracy=curve[-1], epochs=epochs, rungs=reported)
+
+
+def _sleep_until(end: float, interrupt: Interrupt) -> None:
+    """Sleep in slices so that a stop (or a pruning answer, raised by `interrupt`) is noticed."""
+    while (left := end - time.perf_counter()) > 0:
+        time.sleep(min(left, SLICE))
+        if interrupt is not None and interrupt():
+            raise Stopped()

@@ -36,7 +36,7 @@ def finished(tmp_path):
 
 def test_layout_is_plain_data(finished):
     with h5py.File(finished / "search.h5") as f:
-        assert f.attrs["format"] == "bqnn-search" and int(f.attrs["schema_version"]) == 3
+        assert f.attrs["format"] == "bqnn-search" and int(f.attrs["schema_version"]) == 4
         assert int(f.attrs["iteration"]) == int(f.attrs["iterations_total"]) == 5
         for name in ("candidates", "cache/hash", "cache/id", "inflight/id", "inflight/nsc", "strategy/q_state",
                      "strategy/q_value", "strategy/replay_nsc", "utilization/busy"):
@@ -55,13 +55,13 @@ def test_layout_is_plain_data(finished):
 
 
 def test_a_schema_1_file_is_upgraded_and_resumes(finished, tmp_path):
-    """A search written before schema 2 (no candidates.blocks, no /iteration_sizes) resumes to the same end."""
+    """A search written before schema 2 (no candidates.blocks, no /iteration_sizes, no candidates.rungs) resumes."""
     old = tmp_path / "old"
     old.mkdir()
     shutil.copy(finished / "search.h5", old / "search.h5")
     with h5py.File(old / "search.h5", "a") as f:
         c = f["candidates"][()]
-        names = [n for n in c.dtype.names if n != "blocks"]
+        names = [n for n in c.dtype.names if n not in ("blocks", "rungs")]
         v1 = np.zeros(len(c), [(n, c.dtype.fields[n][0]) for n in names])
         for n in names:
             v1[n] = c[n]
@@ -75,6 +75,7 @@ def test_a_schema_1_file_is_upgraded_and_resumes(finished, tmp_path):
         f.create_dataset("cache/id", data=np.zeros(0, np.int64))
     state = checkpoint.load(old)[0]
     assert state.candidates.dtype == checkpoint.candidate_dtype(7) and (state.candidates["blocks"] == 4).all()
+    assert (state.candidates["rungs"] == -1).all()  # nothing was pruned before schema 4: no rung reached
     assert len(state.iteration_sizes) == 0 and len(keep) == 18
     from bqnn.config import from_json
     from bqnn.run.executor import InlineExecutor
@@ -113,7 +114,7 @@ def test_a_schema_2_pnas_file_is_upgraded(tmp_path):
     assert state.candidates.dtype == new.candidates.dtype
     checkpoint.save(old, state)
     with h5py.File(old / "search.h5") as f:
-        assert int(f.attrs["schema_version"]) == 3 and f["strategy/observed"][()].tolist() == [2, 0]
+        assert int(f.attrs["schema_version"]) == 4 and f["strategy/observed"][()].tolist() == [2, 0]
 
 
 def test_truncated_checkpoint_resumes_from_backup(tmp_path):

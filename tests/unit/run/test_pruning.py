@@ -1,0 +1,161 @@
+"""Pruning (issue 17): the rule on rank 0 (run/pruning.py), the trainers' rungs, and the loop in one process."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bqnn.blocks.canon import canonical_hash
+from bqnn.blocks.code import RESIDUAL_LIKE
+from bqnn.config import PruningConfig, load
+from bqnn.run.pruning import NOT_REACHED, Pruner, rung_row
+from bqnn.training.result import Pruned, Status, candidate_seed
+from tests.conftest import SIM_SMALL_NET, needs_fashion, run_module, search_in_process
+
+
+def ref(*columns):
+    """Reference rows from per-rung lists (shorter lists: the rung not reached)."""
+    n = max(len(c) for c in columns)
+    rows = np.full((n, 8), NOT_REACHED)
+    for k, col in enumerate(columns):
+        rows[: len(col), k] = col
+    return rows
+
+
+def test_median_rule_stops_below_the_rungs_median_and_not_before_the_minimum():
+    p = Pruner(PruningConfig(rule="median", rungs=(1, 3), min_candidates=4))
+    four = ref([10, 20, 30, 40], [50, 60, 70])  # rung 3 reached by three only
+    assert p.prune(1, 24.9, key=1, reference=lambda: four)  # median of 10..40 is 25
+    assert not p.prune(1, 25.0, key=1, reference=lambda: four) and not p.prune(1, 90, key=1, reference=lambda: four)
+    assert not p.prune(3, 0.0, key=1, reference=lambda: four)  # three candidates reached rung 3: fewer than 4
+    assert not p.prune(2, 0.0, key=1, reference=lambda: four)  # not a rung
+    assert p.cutoffs(1, lambda: four) == [25.0, None]
+    assert not Pruner(PruningConfig(rule="median", min_candidates=5)).prune(1, 0.0, 1, lambda: four)
+
+
+def test_the_reference_is_read_once_per_key():
+    p = Pruner(PruningConfig(rule="median", rungs=(1,), min_candidates=1))
+    reads = []
+
+    def reference():
+        reads.append(1)
+        return ref([10, 20, 30])
+
+    for _ in range(5):
+        p.prune(1, 15, "iteration 3", reference)
+    p.prune(1, 15, "iteration 4", reference)
+    assert len(reads) == 2
+
+
+def test_successive_halving_keeps_the_best_third():
+    p = Pruner(PruningConfig(rule="halving", rungs=(1,), reduction=3, min_candidates=3))
+    rows = ref(list(range(0, 100)))
+    cut = p.cutoffs(0, lambda: rows)[0]
+    assert cut == pytest.approx(np.quantile(np.arange(100), 2 / 3))
+    assert p.prune(1, cut - 0.01, 0, lambda: rows) and not p.prune(1, cut, 0, lambda: rows)
+    assert rung_row([1.5, 2.5]).tolist() == [1.5, 2.5] + [NOT_REACHED] * 6
+
+
+SMALL = ["data.train_subset=1500", "data.val_size=500", "data.resize=14", "network.blocks_per_stage=1",
+         "network.filters=[8,16,32]", "trainer.epochs=3", "trainer.batch_size=100", "trainer.lr_step=1",
+         "pruning.rule=median", "pruning.rungs=[1,2]"]
+
+
+@needs_fashion
+def test_the_real_trainer_stops_within_one_batch_of_the_answer_and_trains_on_without_one():
+    from bqnn.training.early_stop import EarlyStopTrainer
+
+    trainer = EarlyStopTrainer(load(None, SMALL), torch.device("cpu"))
+    seed = candidate_seed(0, canonical_hash(RESIDUAL_LIKE))
+    per_epoch = 1500 // 100  # batches per epoch: 1,500 training images (the 500 validation ones are apart)
+    polls, reported = [], []
+
+    def on_rung(epoch, accuracy):
+        reported.append((epoch, accuracy, len(polls)))
+
+    def interrupt():  # the worker's poll: rank 0's PRUNE for rung 1 is there at the 3rd poll after the rung
+        polls.append(1)
+        if reported and len(polls) == reported[0][2] + 3:
+            raise Pruned(1)
+        return False
+
+    r = trainer.train(RESIDUAL_LIKE, seed, 1, interrupt=interrupt, on_rung=on_rung)
+    assert r.status == Status.PRUNED and r.epochs == 1 and r.accuracy == reported[0][1] and r.rungs == [r.accuracy]
+    assert len(polls) == per_epoch + 3  # stopped at the poll that saw the answer: no batch after it
+    full = trainer.train(RESIDUAL_LIKE, seed, 1, on_rung=lambda e, a: None)  # nobody stops it
+    assert full.status == Status.OK and full.epochs == 3 and len(full.rungs) == 2
+    assert full.rungs[0] == r.accuracy  # the same training up to the rung
+    early = trainer.train(RESIDUAL_LIKE, seed, 1, on_rung=lambda e, a: (_ for _ in ()).throw(Pruned(e)))
+    assert early.status == Status.PRUNED and early.epochs == 1  # stopped in on_rung itself (one process)
+
+
+def _rule_holds(c, cfg):
+    """Every decision in `c` (a batch search, by id) is the rule applied to the earlier iterations."""
+    p = Pruner(cfg)
+    trained = c[c["repeat"] == 0]
+    checked = 0
+    for row in trained:
+        earlier = trained[trained["iteration"] < row["iteration"]]["rungs"]
+        cuts = p.cutoffs(int(row["iteration"]), lambda earlier=earlier: earlier)
+        for k, epoch in enumerate(cfg.rungs):
+            acc = row["rungs"][k]
+            if acc == NOT_REACHED:
+                break
+            stopped_here = row["status"] == Status.PRUNED and row["epochs"] == epoch
+            assert stopped_here == (cuts[k] is not None and acc < cuts[k]), (row["id"], k, acc, cuts[k])
+            checked += stopped_here
+    return checked
+
+
+PRUNE_SIM = SIM_SMALL_NET + ["space.max_index=8", "search.blocks_per_iteration=12",
+                             "search.schedule=[[1.0, 3], [0.5, 2], [0.1, 2]]", "search.replay_samples=8",
+                             "pruning.rule=median", "pruning.rungs=[1,3,6]", "pruning.min_candidates=10"]
+
+
+def test_a_simulated_search_prunes_by_the_rule_records_and_reports_it(tmp_path):
+    cfg = load(None, PRUNE_SIM).pruning
+    state, c, log = search_in_process(tmp_path, "pruned", PRUNE_SIM)
+    pruned = c[(c["status"] == Status.PRUNED) & (c["repeat"] == 0)]
+    assert _rule_holds(c, cfg) == len(pruned) > 10
+    assert not (c[c["iteration"] == 0]["status"] == Status.PRUNED).any()  # fewer than 10 before it: never blind
+    for row in pruned:
+        k = list(cfg.rungs).index(int(row["epochs"]))
+        assert row["accuracy"] == row["rungs"][k] and (row["rungs"][k + 1:] == NOT_REACHED).all()
+    ok = c[(c["status"] == Status.OK) & (c["repeat"] == 0)]
+    assert (ok["epochs"] == 12).all() and (ok["rungs"][:, :3] >= 0).all()
+    again = c[(c["repeat"] == 1) & np.isin(c["hash"], pruned["hash"])]
+    assert len(again) and (again["status"] == Status.PRUNED).all()  # drawn again: a repeat, answered as pruned
+    from bqnn.blocks.reward import reward
+
+    row = pruned[0]
+    assert row["reward"] == reward(row["accuracy"], row["flops"], row["density"], load(None, PRUNE_SIM).reward)
+    assert f"pruned {len(pruned)}" in log.splitlines()[-3]  # the last iteration's progress line counts them
+    s = json.loads(run_module("bqnn.report", str(tmp_path / "pruned"), "--json").stdout)
+    trained = c[c["repeat"] == 0]
+    assert s["pruned"] == len(pruned) and s["epochs_trained"] == int(trained["epochs"].sum())
+    assert s["epochs_trained"] < 12 * len(trained)
+
+
+def test_the_failure_reward_for_pruned_candidates(tmp_path):
+    _, c, _ = search_in_process(tmp_path, "failure", PRUNE_SIM + ["pruning.reward=failure",
+                                                                  "reward.failure_accuracy=5"])
+    pruned = c[c["status"] == Status.PRUNED]
+    assert len(pruned) and len(set(pruned["reward"][pruned["flops"] == pruned["flops"][0]].tolist())) == 1
+
+
+@pytest.mark.parametrize("value,message", [
+    ("pruning.rungs=[1,12]", "pruning.rungs: must be 1 to 8 increasing epoch counts below trainer.epochs (12)"),
+    ("pruning.rungs=[3,1]", "pruning.rungs"),
+    ("pruning.rungs=[0]", "pruning.rungs[0]"),
+    ("pruning.quantile=0", "pruning.quantile: must be above 0.0"),
+    ("pruning.quantile=1.5", "pruning.quantile: must be below 1.0"),
+    ("pruning.reduction=1", "pruning.reduction"),
+    ("pruning.min_candidates=0", "pruning.min_candidates"),
+    ("pruning.rule=asha", "pruning.rule: expected one of 'none', 'median', 'halving'"),
+])
+def test_a_bad_pruning_config_is_one_line_and_exit_2(tmp_path, value, message):
+    out = tmp_path / "never"
+    r = run_module("bqnn.search", "--config", "/dev/null", "--out", str(out), "--set", "pruning.rule=median",
+                   "--set", value, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not out.exists()
