@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from ..blocks.code import format_nsc, validate
+from ..config import from_json
 from ..run.checkpoint import SearchState
+from ..run.pruning import Pruner
 from ..training.result import Status
 from . import plots
 from .summary import curves, training_curves
 
 CSV_FIELDS = ["id", "iteration", "epsilon", "rank", "status", "repeat", "accuracy", "reward", "flops", "params",
-              "density", "seconds", "epochs", "restarts", "hash", "nsc", "message"]
+              "density", "seconds", "epochs", "restarts", "hash", "nsc", "message", "rungs"]
 
 
 def write_csv(path: Path, state: SearchState) -> Path:
@@ -31,7 +33,8 @@ def write_csv(path: Path, state: SearchState) -> Path:
                         Status(int(row["status"])).name.lower(), int(row["repeat"]), float(row["accuracy"]),
                         float(row["reward"]), int(row["flops"]), int(row["params"]), float(row["density"]),
                         float(row["seconds"]), int(row["epochs"]), int(row["restarts"]), row["hash"].decode(), nsc,
-                        row["message"].decode("utf-8", "replace")])
+                        row["message"].decode("utf-8", "replace"),
+                        " ".join(f"{a:.2f}" for a in row["rungs"] if a >= 0)])
     return path
 
 
@@ -90,6 +93,13 @@ def write_report(directory: str | Path, state: SearchState, s: dict, out: Path,
         nsc = validate(b["nsc"], max(len(b["nsc"]), 2))
         written.append(plots.block_figure(out / "blocks" / f"rank-{i:03d}.png", nsc,
                                           f"rank {i}: reward {b['reward']:.2f}"))
+    cfg = from_json(state.config_json)
+    trained = state.candidates[state.candidates["repeat"] == 0]
+    if cfg.pruning.rule != "none" and (trained["rungs"][:, 0] >= 0).any():
+        trained = trained[np.argsort(trained["id"], kind="stable")]
+        cuts = Pruner(cfg.pruning).cutoffs(None, lambda: trained["rungs"])
+        written.append(plots.rung_figure(out / "rungs.png", tuple(cfg.pruning.rungs), cfg.trainer.epochs, trained,
+                                         cuts))
     if compare:
         runs = []
         for label, st in [(f"{state.strategy} ({Path(directory).name})", state)] + compare:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..blocks.code import NSC, OPS, Op
 from ..blocks.graph import graph
+from ..training.result import Status
 
 
 def _plt():
@@ -73,6 +74,42 @@ def verify_figure(path: Path, reward: np.ndarray, verified: np.ndarray, early: n
     ax.set_ylabel("verified accuracy (%)")
     ax.legend(fontsize=8)
     ax.set_title("early stop vs verification")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def rung_figure(path: Path, rungs: tuple[int, ...], epochs: int, rows: np.ndarray, cutoffs: list[float | None],
+                limit: int = 2000) -> Path:
+    """Each trained candidate's validation accuracy at the pruning rungs and, when trained to the end, its final
+    accuracy; pruned ones grey, ending in an x at their rung; the rule's current cut-offs in red. At most `limit`
+    candidates, evenly spaced in id order."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    step = max(1, len(rows) // limit)
+    alpha = min(0.6, max(0.03, 30.0 / max(1, len(rows) // step)))
+    for row in rows[::step]:
+        reached = [(e, float(a)) for e, a in zip(rungs, row["rungs"], strict=False) if a >= 0]
+        pruned = int(row["status"]) == Status.PRUNED
+        if not pruned:
+            reached.append((epochs, float(row["accuracy"])))
+        if not reached:
+            continue
+        x, y = zip(*reached, strict=True)
+        ax.plot(x, y, color="tab:gray" if pruned else "tab:blue", alpha=alpha, lw=0.8,
+                marker="x" if pruned else None, markevery=[len(x) - 1] if pruned else None)
+    for e, cut in zip(rungs, cutoffs, strict=True):
+        if cut is not None:
+            ax.plot([e - 0.3, e + 0.3], [cut, cut], color="tab:red", lw=2.5)
+    ax.plot([], [], color="tab:blue", label="trained to the end")
+    ax.plot([], [], color="tab:gray", marker="x", label="pruned at a rung")
+    ax.plot([], [], color="tab:red", lw=2.5, label="cut-off now")
+    ax.set_xticks(sorted(set(rungs) | {epochs}))
+    ax.set_xlabel("epochs")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(f"candidates' curves at the pruning rungs ({len(rows[::step])} of {len(rows)} shown)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

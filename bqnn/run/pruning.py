@@ -36,13 +36,16 @@ def rung_row(accuracies: list[float]) -> np.ndarray:
     return row
 
 
+_UNSET = object()  # no reference read yet
+
+
 class Pruner:
     def __init__(self, cfg: PruningConfig) -> None:
         self.cfg = cfg
         self.enabled = cfg.rule != "none"
         self.rungs = tuple(cfg.rungs) if self.enabled else ()
         self.quantile = cfg.quantile if cfg.rule == "median" else 1.0 - 1.0 / cfg.reduction
-        self._key: object = None
+        self._key: object = _UNSET
         self._cut: list[float | None] = []  # per rung: below this, a candidate is stopped (None: too few yet)
 
     def cutoffs(self, key: object, reference: Callable[[], np.ndarray]) -> list[float | None]:

@@ -10,7 +10,7 @@ from bqnn.blocks.code import RESIDUAL_LIKE
 from bqnn.config import PruningConfig, load
 from bqnn.run.pruning import NOT_REACHED, Pruner, rung_row
 from bqnn.training.result import Pruned, Status, candidate_seed
-from tests.conftest import SIM_SMALL_NET, needs_fashion, run_module, search_in_process
+from tests.conftest import ROOT, SIM_SMALL_NET, needs_fashion, run_module, search_in_process
 
 
 def ref(*columns):
@@ -134,6 +134,10 @@ def test_a_simulated_search_prunes_by_the_rule_records_and_reports_it(tmp_path):
     trained = c[c["repeat"] == 0]
     assert s["pruned"] == len(pruned) and s["epochs_trained"] == int(trained["epochs"].sum())
     assert s["epochs_trained"] < 12 * len(trained)
+    r = run_module("bqnn.report", str(tmp_path / "pruned"))  # the curves with the rung cut-offs are drawn
+    assert r.returncode == 0 and (tmp_path / "pruned" / "report" / "rungs.png").stat().st_size > 10_000
+    header, first = (tmp_path / "pruned" / "report" / "candidates.csv").read_text().splitlines()[:2]
+    assert header.endswith(",rungs") and len(first.rsplit(",", 1)[1].split()) >= 1
 
 
 def test_the_failure_reward_for_pruned_candidates(tmp_path):
@@ -141,6 +145,14 @@ def test_the_failure_reward_for_pruned_candidates(tmp_path):
                                                                   "reward.failure_accuracy=5"])
     pruned = c[c["status"] == Status.PRUNED]
     assert len(pruned) and len(set(pruned["reward"][pruned["flops"] == pruned["flops"][0]].tolist())) == 1
+
+
+def test_the_paper_jobs_do_not_prune_and_the_pruned_job_differs_only_in_pruning():
+    from bqnn.config import diff
+
+    paper, pruned = load(ROOT / "jobs" / "cifar100_paper.toml"), load(ROOT / "jobs" / "cifar100_pruned.toml")
+    assert paper.pruning.rule == "none" and load(ROOT / "jobs" / "cifar100_paper_L.toml").pruning.rule == "none"
+    assert pruned.pruning.rule == "median" and {k.split(".")[0] for k in diff(paper, pruned)} == {"pruning"}
 
 
 @pytest.mark.parametrize("value,message", [
