@@ -8,14 +8,17 @@ Files written into DIR/report/ (or --report-dir): candidates.csv (one row per ca
 summary.md (progress, mean reward per epsilon, the top-K blocks with their params, FLOPs, density
 and verified accuracy, and the rank correlation of early-stop reward and verified accuracy),
 search.png (Fig. 8(a)), verify.png (when DIR/verify/ holds results of `python -m bqnn.train
---from DIR`), blocks/rank-KKK.png (each top block's DAG), compare.png (with --compare).
+--from DIR`), blocks/rank-KKK.png (each top block's DAG), rungs.png (with pruning on: each
+candidate's accuracy at the rungs and the cut-offs), compare.png (with --compare).
 
 Reads DIR/search.h5 (read-only; falls back to search.h5.bak like a resume). The numbers are
 bqnn/results/summary.py, the files bqnn/results/files.py, the figures bqnn/results/plots.py.
 The JSON object has: iterations_done, iterations_total, candidates (all
 records, repeats included), unique_trained (blocks actually trained), repeats,
 failed (trained blocks whose status is not ok), rejected (BlockQNN-L: over the
-limits, never trained), predictor_spearman (PNAS: per round, null where undefined),
+limits, never trained), pruned (stopped at a pruning rung), epochs_trained (candidate-epochs
+spent: every epoch of every trained candidate, restarts included), predictor_spearman (PNAS: per round,
+null where undefined),
 best {nsc (list of 5-lists), reward, accuracy, flops, params, density,
 blocks_per_stage, id, iteration}, top (the K best
 unique blocks), per_iteration [{iteration, epsilon, mean_reward, best_reward}],
@@ -45,6 +48,7 @@ def _text(s: dict) -> str:
              f"{s['candidates']} candidates "
              f"({s['unique_trained']} trained, {s['repeats']} repeats, {s['failed']} failed"
              + (f", {s['rejected']} rejected over the limits" if s["rejected"] else "")
+             + (f", {s['pruned']} pruned" if s["pruned"] else "") + f"; {s['epochs_trained']:,} candidate-epochs"
              + f"), {s['elapsed_seconds'] / 60:.1f} min, {s['runs']} run(s)"]
     if s["predictor_spearman"]:
         lines.append("predictor Spearman per round: " + ", ".join("n/a" if x is None else f"{x:+.2f}"
