@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"bqnn.report: error: cannot write the report into {out}: {e}", file=sys.stderr)
         return 2
-    print(f"report: {len(written)} files in {out}")
+    emit(f"report: {len(written)} files in {out}")
     return 0
 
 

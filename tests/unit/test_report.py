@@ -86,3 +86,20 @@ def test_verification_results_appear_in_the_report(two_runs, tmp_path):
     assert valid_png(run / "report" / "verify.png")
     summary = (run / "report" / "summary.md").read_text()
     assert "| 93.00 | 92.00 |" in summary and "4 blocks verified" in summary
+
+
+@pytest.mark.parametrize("args", [["--json"], [], ["--top", "2"]])
+def test_a_reader_that_closes_the_pipe_is_not_an_error(two_runs, tmp_path, args):
+    """`bqnn.report DIR | head`: the reader goes away before (or while) the report is written."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    cmd = (f"{sys.executable} -m bqnn.report {two_runs / 'qlearning'} {' '.join(args)} "
+           f"--report-dir {tmp_path / 'r'} | head -c 0")
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and r.stderr == "", r.stderr
+    d = subprocess.run(["bash", "-o", "pipefail", "-c", f"{sys.executable} -m bqnn.describe residual-like | head -c 0"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert d.returncode == 0 and d.stderr == "", d.stderr
