@@ -90,16 +90,21 @@ def test_verification_results_appear_in_the_report(two_runs, tmp_path):
 
 @pytest.mark.parametrize("args", [["--json"], [], ["--top", "2"]])
 def test_a_reader_that_closes_the_pipe_is_not_an_error(two_runs, tmp_path, args):
-    """`bqnn.report DIR | head`: the reader goes away before (or while) the report is written."""
+    """`bqnn.report DIR | head`: the reader goes away before (or while) the report is written. Unbuffered, as
+    in a batch job's log, so that every line meets the closed pipe when it is printed."""
+    import os
     import subprocess
     import sys
 
     from tests.conftest import ROOT
 
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+
     cmd = (f"{sys.executable} -m bqnn.report {two_runs / 'qlearning'} {' '.join(args)} "
-           f"--report-dir {tmp_path / 'r'} | head -c 0")
-    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, cwd=ROOT, timeout=120)
+           f"--report-dir {tmp_path / 'r'} | head -c 1")
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                       env=env)
     assert r.returncode == 0 and "Traceback" not in r.stderr and r.stderr == "", r.stderr
     d = subprocess.run(["bash", "-o", "pipefail", "-c", f"{sys.executable} -m bqnn.describe residual-like | head -c 0"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+                       capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
     assert d.returncode == 0 and d.stderr == "", d.stderr
