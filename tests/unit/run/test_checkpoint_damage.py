@@ -270,3 +270,28 @@ def test_fuzz_mutated_checkpoints(finished, tmp_path_factory):
     case()
     print(counts)
     assert sum(counts.values()) >= 1000 and counts["backup"] >= 300 and counts["both bad"] >= 100, counts
+
+
+def test_a_chunk_index_that_says_zero_bytes_is_damage_not_a_crash(finished, tmp_path):
+    """HDF5's Fletcher-32 filter reads out of bounds on a chunk stored with size 0 (found by the fuzz: a
+    segmentation fault in h5py's read). The chunk's size in the index is zeroed here; the read runs in a child
+    process, so a crash shows as a signal, not as the test run dying."""
+    import struct
+    import subprocess
+    import sys
+
+    bad = tmp_path / "search.h5"
+    shutil.copy(finished / "search.h5", bad)
+    with h5py.File(bad) as f:
+        info = f["candidates"].id.get_chunk_info(0)
+    data = bytearray(bad.read_bytes())
+    key = struct.pack("<II", info.size, 0) + struct.pack("<Q", 0)  # B-tree key: size, filter mask, offset 0
+    at = data.find(key)
+    assert at > 0 and data.find(key, at + 1) < 0
+    data[at:at + 4] = bytes(4)
+    bad.write_bytes(data)
+    code = (f"from bqnn.run import checkpoint\ntry:\n    checkpoint.read({str(bad)!r})\n"
+            "except checkpoint.CheckpointError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stderr[-300:])
+    assert "dataset /candidates: chunk 0 is damaged (0 bytes stored" in r.stdout and str(bad) in r.stdout
