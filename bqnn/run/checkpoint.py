@@ -14,14 +14,18 @@ with `h5dump -H DIR/search.h5`. Layout (docs/hdf5.md):
     /iteration_sizes  candidates proposed in each iteration so far (PNAS rounds differ in size)
 
 Only numeric datasets, fixed-length byte strings and JSON attributes: nothing is pickled.
-Integrity: every dataset carries HDF5's Fletcher-32 checksum, and the root attribute `attrs_sha256` is
-a SHA-256 of every other attribute (root and /strategy), so a flipped bit is detected on reading, not
-resumed. `save` writes `search.h5.part`, fsyncs it, reads it back, then renames it over `search.h5`
-and keeps the file it replaced as `search.h5.bak` (bqnn/atomic.py), so `search.h5` always exists, is
-never torn, and `.bak` changes only once the new file is in place. `load` falls back to the `.bak`
-with a warning when `search.h5` is unreadable or fails the caller's check (run/invariants.py: what a
-resumable state must hold), and raises `CheckpointError`, naming both files and what is wrong, when
-both do. A failed load changes neither file; a failed save is one `CheckpointWriteError` line.
+Integrity: the file begins with a 512-byte HDF5 user block (which HDF5 skips) holding a SHA-256 of every byte
+after it, checked in Python before HDF5 parses anything: HDF5 trusts its own metadata, and some damage makes it
+crash the process rather than fail (found by fuzzing). Inside, every dataset carries HDF5's Fletcher-32
+checksum and the root attribute `attrs_sha256` is a SHA-256 of every other attribute (root and /strategy),
+so a flipped bit is detected on reading, not resumed. A file edited on purpose (h5py) is accepted again after
+`seal(path)`. Files without the user block (written before schema 4) are read as they are.
+`save` writes `search.h5.part`, fsyncs it, reads it back, then renames it over `search.h5` and keeps the
+file it replaced as `search.h5.bak` (bqnn/atomic.py), so `search.h5` always exists, is never torn, and
+`.bak` changes only once the new file is in place. `load` falls back to the `.bak` with a warning when
+`search.h5` is unreadable or fails the caller's check (run/invariants.py: what a resumable state must
+hold), and raises `CheckpointError`, naming both files and what is wrong, when both do. A failed load
+changes neither file; a failed save is one `CheckpointWriteError` line.
 """
 from __future__ import annotations
 
@@ -48,6 +52,9 @@ FORMAT = "bqnn-search"
 # rung, -1 where not reached). Files of schema 1 to 3 are read and upgraded.
 SCHEMA_VERSION = 4
 FILENAME = "search.h5"
+USERBLOCK = 512  # bytes before the HDF5 data: SEAL, the SHA-256 of the rest in hex, a newline, zeros
+SEAL = b"bqnn-search sha256 "
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 class CheckpointError(Exception):
@@ -133,8 +140,9 @@ def save(directory: str | Path, state: SearchState, backup: bool = True) -> Path
             raise CheckpointWriteError(f"cannot write {main}: No space left on device ({free:,} bytes free, about "
                                        f"{need:,} needed)")
         with atomic_path(main, backup=backup, verify=read) as part:
-            with h5py.File(part, "w", libver="earliest") as f:
+            with h5py.File(part, "w", libver="earliest", userblock_size=USERBLOCK) as f:
                 _write(f, state)
+            seal(part)
     except BackupError as e:
         raise CheckpointWriteError(f"cannot write {e.filename}: {e.strerror} ({main} itself was written)") from None
     except (OSError, RuntimeError, CheckpointError) as e:  # h5py reports a full disk as either
@@ -218,6 +226,38 @@ def _attr(a: Any, name: str) -> Any:
     return v.decode() if isinstance(v, bytes) else v
 
 
+def _digest(path: Path) -> str:
+    """SHA-256 (hex) of the file's bytes after the user block."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(USERBLOCK)
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def seal(path: str | Path) -> None:
+    """Write the SHA-256 of the HDF5 data into the file's user block: after `save` writes a file, and after a
+    deliberate edit with h5py (which would otherwise read as damage)."""
+    header = (SEAL + _digest(Path(path)).encode() + b"\n").ljust(USERBLOCK, b"\0")
+    with open(path, "r+b") as f:
+        f.write(header)
+
+
+def _check_seal(path: Path) -> None:
+    """CheckpointError unless the file's bytes are those it was sealed with; a file without a user block (an
+    earlier schema) passes, to be read by HDF5 as before."""
+    with open(path, "rb") as f:
+        head = f.read(USERBLOCK)
+    if head.startswith(HDF5_SIGNATURE):
+        return
+    if not head.startswith(SEAL):
+        raise CheckpointError(f"{path} is not a bqnn search file (or its first bytes are damaged)")
+    stored = head[len(SEAL): len(SEAL) + 64].decode("ascii", "replace")
+    if stored != _digest(path):
+        raise CheckpointError(f"{path}: its contents do not match their checksum (the file is damaged or truncated)")
+
+
 def _data(path: Path, file_size: int, d: h5py.Dataset) -> np.ndarray:
     """The dataset's values, once its chunks are known to be whole: HDF5 trusts a damaged chunk index, and its
     Fletcher-32 filter reads out of bounds on a chunk whose stored size is 0 (a segmentation fault, found by the
@@ -238,6 +278,7 @@ def read(path: str | Path) -> SearchState:
     p = Path(path)
     try:
         size = p.stat().st_size
+        _check_seal(p)
         with h5py.File(p, "r") as f:
             a = f.attrs
             if _attr(a, "format") != FORMAT:

@@ -73,6 +73,7 @@ def test_a_schema_1_file_is_upgraded_and_resumes(finished, tmp_path):
         keep = np.sort(c["id"])[:18]
         f.create_dataset("cache/hash", data=np.zeros(0, "S16"))
         f.create_dataset("cache/id", data=np.zeros(0, np.int64))
+    checkpoint.seal(old / "search.h5")
     state = checkpoint.load(old)[0]
     assert state.candidates.dtype == checkpoint.candidate_dtype(7) and (state.candidates["blocks"] == 4).all()
     assert (state.candidates["rungs"] == -1).all()  # nothing was pruned before schema 4: no rung reached
@@ -108,6 +109,7 @@ def test_a_schema_2_pnas_file_is_upgraded(tmp_path):
         f["strategy"].attrs["observed"] = "[2, 0]"
         f.attrs["schema_version"] = 2
         f.attrs["attrs_sha256"] = checkpoint._attrs_digest(f)
+    checkpoint.seal(old / "search.h5")
     state = checkpoint.load(old)[0]
     assert state.strategy_arrays["observed"].tolist() == [2, 0] and "observed" not in state.strategy_attrs
     assert state.candidates["message"][0].decode() == "bad config: 1 ≠ 2"
@@ -133,7 +135,7 @@ def test_truncated_checkpoint_resumes_from_backup(tmp_path):
     main.write_bytes(data[: len(data) // 2])
     r = run_module("bqnn.search", "--out", str(out), "--set", "trainer.sim_seconds=0")
     assert r.returncode == 0, r.stderr
-    assert "search.h5 is unreadable" in r.stderr and \
+    assert "search.h5: its contents do not match their checksum (the file is damaged or truncated)" in r.stderr and \
         f"resuming from search.h5.bak ({backup_at} of 5 iterations complete)" in r.stderr
     assert f"resuming at iteration {backup_at + 1}/5" in r.stdout
     assert _ids(main) == list(range(30))  # every candidate exactly once
@@ -202,3 +204,35 @@ def test_precision_is_part_of_the_search_and_speed_options_are_not(finished):
     r = run_module("bqnn.search", "--out", str(finished), *SIM, "--set", "trainer.channels_last=on",
                    "--set", "trainer.fused_adam=false")
     assert r.returncode == 0, r.stderr
+
+
+def test_the_whole_file_is_sealed_and_a_file_without_the_seal_is_read_as_before(finished, tmp_path):
+    """The user block holds a SHA-256 of the HDF5 data, checked before HDF5 parses it; a file written before
+    schema 4 (no user block) is read by HDF5 as before; an edit is damage until sealed again."""
+    import hashlib
+
+    data = (finished / "search.h5").read_bytes()
+    assert data.startswith(checkpoint.SEAL) and data[512:520] == checkpoint.HDF5_SIGNATURE
+    assert data[len(checkpoint.SEAL):len(checkpoint.SEAL) + 64].decode() == hashlib.sha256(data[512:]).hexdigest()
+    plain = tmp_path / "plain.h5"  # the same objects in a file without a user block, as bqnn wrote them before
+    with h5py.File(finished / "search.h5") as src, h5py.File(plain, "w") as dst:
+        for name in src:
+            src.copy(src[name], dst, name=name)
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+    a, b = checkpoint.read(finished / "search.h5"), checkpoint.read(plain)
+    assert np.array_equal(a.candidates, b.candidates) and a.config_json == b.config_json
+    edited = tmp_path / "edited.h5"
+    shutil.copy(finished / "search.h5", edited)
+    with h5py.File(edited, "a") as f:
+        f.attrs["runs"] = 7
+        f.attrs["attrs_sha256"] = checkpoint._attrs_digest(f)
+    with pytest.raises(checkpoint.CheckpointError, match="do not match their checksum"):
+        checkpoint.read(edited)
+    checkpoint.seal(edited)
+    assert checkpoint.read(edited).runs == 7
+    head = bytearray(edited.read_bytes())
+    head[3] ^= 1
+    edited.write_bytes(head)
+    with pytest.raises(checkpoint.CheckpointError, match="not a bqnn search file"):
+        checkpoint.read(edited)

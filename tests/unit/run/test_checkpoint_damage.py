@@ -72,9 +72,11 @@ def outcome(out):
 
 
 def redigest(path):
-    """Make the attributes' checksum match again: the state is then whole but wrong (a bug, a hand edit)."""
+    """Make the checksums match again (the attributes' and the whole file's): the state is then whole but wrong
+    (a bug, a hand edit), for the invariants to find."""
     with h5py.File(path, "a") as f:
         f.attrs["attrs_sha256"] = checkpoint._attrs_digest(f)
+    checkpoint.seal(path)
 
 
 def edit_attrs(**attrs):
@@ -92,6 +94,7 @@ def edit_rows(change):
             rows = f["candidates"][()]
             change(rows)
             f["candidates"][...] = rows
+        checkpoint.seal(path)  # Fletcher-32 is rewritten by HDF5: only the invariants can tell
     return damage
 
 
@@ -292,6 +295,9 @@ def test_a_chunk_index_that_says_zero_bytes_is_damage_not_a_crash(finished, tmp_
     bad.write_bytes(data)
     code = (f"from bqnn.run import checkpoint\ntry:\n    checkpoint.read({str(bad)!r})\n"
             "except checkpoint.CheckpointError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "do not match their checksum" in r.stdout, r.stdout  # the seal: HDF5 never runs
+    checkpoint.seal(bad)  # as if the damage had come before the seal: the chunk check behind it
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, (r.returncode, r.stderr[-300:])
     assert "dataset /candidates: chunk 0 is damaged (0 bytes stored" in r.stdout and str(bad) in r.stdout
