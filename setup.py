@@ -29,7 +29,7 @@ setup(
         "onnx": ["onnx>=1.17", "onnxscript>=0.5"],  # python -m bqnn.export --onnx (torch.export-based exporter)
         "peers": ["optuna>=4"],  # bench/strategies.py: Optuna's samplers beside bqnn's strategies
         # tests and checks: lint, types, the layers contract (import-linter), property-based tests; the unit tests
-        # run on both cores (pytest-xdist), the MPI, SLURM and end-to-end ones one at a time
+        # and end-to-end tests run on both cores (pytest-xdist), the MPI and SLURM ones one at a time
         "dev": ["pytest>=7", "pytest-xdist>=3", "onnx>=1.17", "onnxscript>=0.5", "onnxruntime", "optuna>=4",
                 "ruff>=0.17,<0.18", "mypy>=2.4,<2.5", "import-linter>=2.16,<3", "hypothesis>=6.100"],
     },

@@ -45,6 +45,7 @@ from bqnn.training.result import Status  # noqa: E402
 JOBS = {"cvpr": ROOT / "jobs" / "cifar100_paper.toml", "L": ROOT / "jobs" / "cifar100_paper_L.toml",
         "aaai": ROOT / "jobs" / "cifar100_aaai.toml", "demo": ROOT / "jobs" / "demo.toml"}
 MEDIAN_AT = (1, 30, 60, 90, 110, 130, 150, 170)  # Appendix B's iterations (1-based)
+PAPER_EXPLORE, PAPER_ITERATIONS = 95, 178  # Table 2: iterations at epsilon 1, in all
 
 
 @dataclass
@@ -130,19 +131,34 @@ def _fig8a(runs: dict[str, list[Run]]) -> tuple[float, str]:
                   f"last epsilon ({gain:+.1f} points; the paper: 56 % -> 65 %, +9)")
 
 
+def _scaled(paper_it: int, n: int, explore_end: int) -> int:
+    """The 0-based iteration of a run of `n` iterations (exploration ends at `explore_end`) that stands where the
+    paper's 1-based iteration `paper_it` stands in its own schedule (each phase scaled on its own, so an
+    exploration point stays in exploration); the identity on a run with the paper's schedule."""
+    if paper_it <= PAPER_EXPLORE:
+        return min(explore_end - 1, (paper_it - 1) * explore_end // PAPER_EXPLORE)
+    late = (paper_it - 1 - PAPER_EXPLORE) * (n - explore_end) // (PAPER_ITERATIONS - PAPER_EXPLORE)
+    return min(n - 1, explore_end + late)
+
+
 def _median_blocks(runs: dict[str, list[Run]]) -> tuple[float, str]:
     lines, early, late = [], [], []
     for seed, r in enumerate(runs["BlockQNN"]):
-        for it in MEDIAN_AT:
-            rows = r.rows[(r.rows["iteration"] == it - 1) & (r.rows["status"] == Status.OK)]
+        for paper_it in MEDIAN_AT:
+            it = _scaled(paper_it, len(r.epsilon), r.explore_end)
+            rows = r.rows[(r.rows["iteration"] == it) & (r.rows["status"] == Status.OK)]
             if not len(rows):
                 continue
             med = rows[np.argsort(rows["accuracy"], kind="stable")[len(rows) // 2]]
             nsc = from_array(med["nsc"], med["nsc"].shape[0])
             layers = len(nsc) - 1
-            (early if it - 1 < r.explore_end else late).append(layers)
+            (early if it < r.explore_end else late).append(layers)
             if seed == 0:
-                lines.append(f"    iteration {it:>3}: {med['accuracy']:5.1f} %  {layers} layers  {format_nsc(nsc)}")
+                lines.append(f"    iteration {it + 1:>3} (the paper's {paper_it:>3}): {med['accuracy']:5.1f} %  "
+                             f"{layers} layers  {format_nsc(nsc)}")
+    if not early or not late:
+        raise SystemExit("bench/paper.py: appendix-b needs median blocks of both phases; the run has "
+                         f"{len(early)} exploration and {len(late)} exploitation iterations at the paper's points")
     ratio = float(np.mean(late) / np.mean(early))
     return ratio, (f"median blocks have {np.mean(early):.1f} layers in exploration, {np.mean(late):.1f} in "
                    f"exploitation (ratio {ratio:.2f}); seed 0's:\n" + "\n".join(lines))
