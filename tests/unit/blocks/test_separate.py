@@ -81,6 +81,10 @@ def test_simulated_credit_a_pcc_in_parts_earns_a_pcc_less_the_two_extra_layers()
     swapped = parse(head + "(4,10,1,3,0),(5,10,3,2,0),(6,9,0,5,0),(7,9,0,4,0),(8,7,0,0,0)]")
     assert canonical_hash(other) == canonical_hash(swapped)
     assert simulated_accuracy(other) == simulated_accuracy(swapped)
+    # a PCC in parts is not the PCC, and the order of the parts is part of the block
+    pcc = parse("[(1,4,0,0,0),(2,1,3,1,0),(3,7,0,0,0)]")
+    reordered = parse("[(1,4,0,0,0),(2,10,3,1,0),(3,8,0,2,0),(4,9,0,3,0),(5,7,0,0,0)]")
+    assert len({canonical_hash(parts), canonical_hash(pcc), canonical_hash(reordered)}) == 3
 
 
 def test_config_and_a_bad_value():
