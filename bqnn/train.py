@@ -44,26 +44,31 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from .signals import Stopped, exit_code, hold
 
-from .blocks.code import NAMED_BLOCKS, NSC, NSCError, format_nsc, from_array, parse
-from .config import ConfigError, TrainJobConfig, from_json, load, to_dict
-from .data.errors import DataError
-from .run import checkpoint
-from .run.checkpoint import CheckpointError
-from .signals import Stopped, exit_code
-from .training.dist import Dist, join
-from .training.final import PROTOCOLS, Job, TrainError, lr_at
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["PROTOCOLS", "lr_at", "main", "setup", "top_block"]
+    from .blocks.code import NSC
+    from .config import TrainJobConfig
+    from .training.dist import Dist
+
+# Everything else is imported inside the functions: run as a program, this module holds stop signals
+# (signals.hold) before torch, numpy and h5py load (~2 s), so a SIGTERM during start-up still exits 143.
+
+__all__ = ["main", "setup", "top_block"]
 
 PROG = "bqnn.train"
 
 
 def top_block(search_dir: str | Path, rank: int) -> tuple[NSC, dict[str, Any], str]:
     """The rank-th best (1-based) unique trained block of a search, with its record and the search's config JSON."""
+    from .blocks.code import from_array
+    from .config import ConfigError
+    from .run import checkpoint
+
     state, _, warning = checkpoint.load(search_dir)
     if warning:
         print(warning, file=sys.stderr)
@@ -83,8 +88,10 @@ def setup(device_spec: str) -> tuple[Dist, torch.device]:
     """(the process group, this rank's device); a single process when not launched by MPI. A launcher that
     started more tasks than the MPI world holds is a ConfigError (each would train alone, all writing one
     train.pt)."""
+    from .config import ConfigError
     from .mpi.launch import launch_mismatch, launched_by_mpi
     from .training.device import resolve_device
+    from .training.dist import Dist, join
 
     if not launched_by_mpi():
         problem = launch_mismatch(1, os.environ)
@@ -104,6 +111,9 @@ def setup(device_spec: str) -> tuple[Dist, torch.device]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from .blocks.code import NAMED_BLOCKS
+    from .training.final import PROTOCOLS
+
     p = argparse.ArgumentParser(prog="python -m bqnn.train", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--nsc", help='the block code, "[(1,4,0,0,0),...]"')
@@ -122,6 +132,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def resolve(args: argparse.Namespace, rank: int | None = None) -> tuple[NSC, TrainJobConfig, Path, dict[str, Any]]:
+    from .blocks.code import NAMED_BLOCKS, format_nsc, parse
+    from .config import ConfigError, TrainJobConfig, from_json, load, to_dict
+    from .training.final import PROTOCOLS
+
     source: dict[str, Any] = {}
     base: dict[str, Any] = {}
     if args.search:
@@ -169,6 +183,11 @@ def _fail(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .blocks.code import NSCError
+    from .config import ConfigError
+    from .data.errors import DataError
+    from .run.checkpoint import CheckpointError
+
     args = parse_args(argv)
     if args.top and not args.search:
         return _fail("--top needs --from DIR")
@@ -191,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train_one(args: argparse.Namespace, rank: int | None, d: Dist, device: torch.device) -> int:
+    from .blocks.code import NSCError, format_nsc
+    from .config import ConfigError
+    from .data.errors import DataError
+    from .run.checkpoint import CheckpointError
+    from .training.final import Job, TrainError
+
     try:
         nsc, cfg, out, source = resolve(args, rank)
         if args.top and (out / "result.json").exists():
@@ -210,8 +235,13 @@ def _train_one(args: argparse.Namespace, rank: int | None, d: Dist, device: torc
     try:
         job.run()
     except Stopped as e:
-        job.log(f"stopped by signal {signal.Signals(e.signum or signal.SIGTERM).name} during epoch {job.epoch + 1}; "
-                f"the checkpoint after epoch {job.epoch} is kept; run the same command to resume")
+        name = signal.Signals(e.signum or signal.SIGTERM).name
+        if job.epoch == 0 and not job.ckpt.exists():
+            job.log(f"stopped by signal {name} during epoch 1, before any checkpoint: nothing written; run the same "
+                    f"command to start")
+        else:
+            job.log(f"stopped by signal {name} during epoch {job.epoch + 1}; the checkpoint after epoch {job.epoch} "
+                    f"is kept; run the same command to resume")
         return exit_code(e.signum)
     except TrainError as e:
         if d.main:
@@ -227,6 +257,7 @@ def _train_one(args: argparse.Namespace, rank: int | None, d: Dist, device: torc
 _DATA_PARALLEL = False
 
 if __name__ == "__main__":
+    hold()
     status = main()
     if _DATA_PARALLEL:
         from .mpi.ddp import end

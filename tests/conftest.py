@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,25 @@ def race(start, stagger: float, timeout: float = 240) -> list[tuple[int, str, st
                 ended[i] = time.monotonic() - starts[i]
         time.sleep(0.02)
     return [(p.returncode, *p.communicate(timeout=10), ended.get(i, float("inf"))) for i, p in enumerate(procs)]
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether process `pid` has a handler for SIGTERM installed (SigCgt in /proc/PID/status)."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    except OSError:
+        pass
+    return False
+
+
+def has_loaded(pid: int, library: str) -> bool:
+    """Whether process `pid` has a shared object whose path contains `library` mapped (/proc/PID/maps)."""
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:

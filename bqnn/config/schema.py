@@ -179,7 +179,7 @@ class Config:
 
 @dataclass(frozen=True)
 class FinalTrainConfig:
-    """One network trained to convergence (python -m bqnn.train); presets in train.PROTOCOLS."""
+    """One network trained to convergence (python -m bqnn.train); presets in training/final.PROTOCOLS."""
 
     protocol: Literal["verify", "paper-verify", "cifar-final", "imagenet-final"] = "verify"
     epochs: int = 30

@@ -12,6 +12,7 @@ import pytest
 from bqnn.run import checkpoint
 from bqnn.training.result import Status
 from tests.conftest import (
+    catches_sigterm,
     mpi_search,
     needs_fashion,
     needs_mpiexec,
@@ -279,22 +280,12 @@ def test_a_worker_killed_by_sigkill_costs_only_the_results_of_the_last_second(tm
     assert candidates(out)["id"].tolist() == list(range(120))
 
 
-def _catches_sigterm(pid: int) -> bool:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("SigCgt:"):
-                return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
-    except OSError:
-        pass
-    return False
-
-
 def test_sigterm_during_start_up_still_checkpoints_and_exits_143(tmp_path):
     """Issue 14: a stop signal while the ranks are still importing numpy, h5py and MPI is held, not fatal
     (exit 15 before): the job writes its first checkpoint and exits 143, and the same command resumes."""
     out = tmp_path / "run"
     p = start_mpi_search(3, out, *SIM, "--set", "trainer.sim_seconds=0.1")
-    assert wait_for(lambda: len(pids := rank_pids(out)) == 3 and all(_catches_sigterm(q) for q in pids.values()),
+    assert wait_for(lambda: len(pids := rank_pids(out)) == 3 and all(catches_sigterm(q) for q in pids.values()),
                     60, interval=0.005)
     assert not out.exists()  # still starting: the output directory is made after the imports and MPI start-up
     os.kill(p.pid, signal.SIGTERM)

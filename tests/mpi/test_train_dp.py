@@ -44,6 +44,7 @@ from pathlib import Path
 from torch import nn
 from bqnn import train
 from bqnn.train import setup
+from bqnn.training.final import Job
 
 class FrozenBN(nn.Module):  # batch norm with fixed statistics: no dependence on how a batch is split
     def __init__(self, bn):
@@ -65,7 +66,7 @@ torch.nn.parallel.DistributedDataParallel = frozen_ddp
 args = train.parse_args(sys.argv[1:])
 nsc, cfg, out, source = train.resolve(args)
 d, device = setup("cpu")
-job = train.Job(nsc, cfg, out, source, d, device)
+job = Job(nsc, cfg, out, source, d, device)
 if not d.active:
     freeze(job.net)
 losses = [job._epoch(e) for e in range(3)]

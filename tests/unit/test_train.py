@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bqnn.config import FinalTrainConfig
-from bqnn.train import PROTOCOLS, lr_at
-from tests.conftest import ROOT, needs_fashion, run_module, wait_for
+from bqnn.training.final import PROTOCOLS, lr_at
+from tests.conftest import ROOT, catches_sigterm, has_loaded, needs_fashion, run_module, wait_for
 
 TINY = ["--set", "data.train_subset=1500", "--set", "data.val_size=500", "--set", "data.resize=14",
         "--set", "network.blocks_per_stage=1", "--set", "network.filters=[8,16,32]", "--set", "train.batch_size=64",
@@ -77,6 +77,26 @@ def test_sigterm_keeps_the_last_epoch_and_exits_143(tmp_path):
     assert p.wait(timeout=30) == 143
     assert "stopped by signal SIGTERM" in p.stdout.read()
     assert torch.load(tmp_path / "train.pt", weights_only=True)["epoch"] >= 1
+
+
+@needs_fashion
+def test_sigterm_during_start_up_is_held_and_exits_143(tmp_path):
+    """A stop signal while `python -m bqnn.train` still imports torch (~2 s) is held, not fatal (exit -15
+    before): the job stops at its first batch with 143, writes nothing, and the same command then trains."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "bqnn.train", "--block", "inception-like", *TINY, "--set", "train.epochs=1",
+           "--out", str(out)]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # catching SIGTERM while libtorch is not yet loaded: only a process that holds signals before importing torch
+    assert wait_for(lambda: catches_sigterm(p.pid) and not has_loaded(p.pid, "libtorch"), 30, interval=0.002)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 143, (p.returncode, stdout, stderr)
+    assert "stopped by signal SIGTERM during epoch 1, before any checkpoint" in stdout, stdout
+    assert not (out / "train.pt").exists()
+    r = run_module("bqnn.train", *cmd[3:])
+    assert r.returncode == 0 and "resuming" not in r.stdout, r.stderr
+    assert (out / "result.json").exists()
 
 
 def test_bad_inputs_are_one_line(tmp_path):
