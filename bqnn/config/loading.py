@@ -274,11 +274,14 @@ def check(cfg: Any) -> None:
         if s.dispatch == "async":
             raise ConfigError("config key search.dispatch: pnas trains whole rounds (its predictor is refit between "
                               "them); use dispatch = \"batch\"")
+    if s.strategy == "exhaustive" and s.dispatch == "async":
+        raise ConfigError("config key search.dispatch: an exhaustive search's last iteration holds the blocks left "
+                          "over; use dispatch = \"batch\"")
     if s.strategy not in STRATEGY_NAMES:
         raise ConfigError(f"config key search.strategy: unknown strategy {s.strategy!r} "
                           f"(known: {', '.join(STRATEGY_NAMES)})")
     pr = cfg.pruning
-    if pr.rule != "none":
+    if pr.rule != "none" or pr.record:
         rungs = list(pr.rungs)
         if not rungs or len(rungs) > MAX_RUNGS or rungs != sorted(set(rungs)) or rungs[-1] >= cfg.trainer.epochs:
             raise ConfigError(f"config key pruning.rungs: must be 1 to {MAX_RUNGS} increasing epoch counts below "

@@ -23,7 +23,7 @@ PAPER_SCHEDULE: tuple[tuple[float, int], ...] = (
 
 # The strategies `search.strategy` may name; bqnn.strategies registers one class under each
 # (tests/unit/strategies hold the two lists equal).
-STRATEGY_NAMES = ("qlearning", "random", "pnas")
+STRATEGY_NAMES = ("qlearning", "random", "pnas", "exhaustive")
 
 
 class ConfigError(ValueError):
@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SearchConfig:
-    strategy: str = "qlearning"  # qlearning | random | pnas
+    strategy: str = "qlearning"  # qlearning | random | pnas | exhaustive
     seed: int = 0
     blocks_per_iteration: int = 64  # the paper's mini-batch of blocks
     schedule: tuple[tuple[float, int], ...] = PAPER_SCHEDULE  # [[epsilon, iterations], ...] (Table 2)
@@ -91,6 +91,8 @@ class PruningConfig:
     reduction: float = 3.0  # halving rule: keep the best 1/reduction at every rung (quantile 1 - 1/reduction)
     min_candidates: int = 16  # a rung stops nothing until this many candidates have reached it
     reward: Literal["rung", "failure"] = "rung"  # a stopped candidate's reward: from its rung accuracy, or a failure's
+    # measure and record the rung accuracies with rule = "none" too (learning curves; the landscape table)
+    record: bool = False
 
 
 @dataclass(frozen=True)

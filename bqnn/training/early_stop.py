@@ -49,7 +49,7 @@ from ..nets.network import build_network
 from ..signals import Stopped
 from .device import backend_options, speed_options
 from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, OOM_MESSAGE, InjectedFault, scheduled
-from .result import Interrupt, OnRung, Pruned, Status, TrainResult, is_device_fault, pruned_result
+from .result import Interrupt, OnRung, Pruned, Status, TrainResult, is_device_fault, pruned_result, rung_epochs
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -78,7 +78,7 @@ class EarlyStopTrainer:
         self.splits = splits if splits is not None else load_splits(cfg.data, device)
         self.interrupt: Interrupt = None
         self.model_params = 0
-        self.rungs = cfg.pruning.rungs if cfg.pruning.rule != "none" else ()
+        self.rungs = rung_epochs(cfg.pruning)
         self.on_rung: OnRung = None
         self.reported: list[float] = []  # the candidate's rung accuracies so far
         self.restarts = 0

@@ -24,6 +24,7 @@ from enum import IntEnum
 from typing import Protocol
 
 from ..blocks.code import NSC
+from ..config import PruningConfig
 
 MESSAGE_LEN = 256  # bytes of a result's message (error text, traceback tail), on the wire and in search.h5
 
@@ -92,6 +93,12 @@ class Trainer(Protocol):
         `signals.Stopped`. `blocks_per_stage`: N of the candidate's network (0: as configured). `on_rung`:
         called at each rung when pruning is on; `Pruned` raised by it or by `interrupt` ends the candidate."""
         ...
+
+
+def rung_epochs(pruning: PruningConfig) -> tuple[int, ...]:
+    """The epochs after which a trainer measures and reports the validation accuracy: the rungs, when a pruning
+    rule is on or `pruning.record` asks for the curve; none otherwise."""
+    return tuple(pruning.rungs) if pruning.rule != "none" or pruning.record else ()
 
 
 def candidate_seed(search_seed: int, block_hash: str) -> int:

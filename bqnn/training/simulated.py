@@ -18,7 +18,7 @@ from ..blocks.graph import graph
 from ..config import Config
 from ..signals import Stopped
 from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, scheduled
-from .result import Interrupt, OnRung, Pruned, Status, TrainResult, pruned_result
+from .result import Interrupt, OnRung, Pruned, Status, TrainResult, pruned_result, rung_epochs
 
 SLICE = 0.05  # seconds a simulated training sleeps between looks for a stop or a pruning answer (a real one
 # looks every batch)
@@ -115,7 +115,7 @@ class SimulatedTrainer:
 
     def __init__(self, cfg: Config) -> None:
         self.t = cfg.trainer
-        self.rungs = cfg.pruning.rungs if cfg.pruning.rule != "none" else ()
+        self.rungs = rung_epochs(cfg.pruning)
 
     def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None,
               blocks_per_stage: int = 0, on_rung: OnRung = None) -> TrainResult:
