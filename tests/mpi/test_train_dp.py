@@ -32,10 +32,13 @@ def test_two_ranks_follow_the_single_process_loss_curve(tmp_path):
     b = json.loads((tmp_path / "two" / "result.json").read_text())
     assert b["world_size"] == 2
     la, lb = [h["loss"] for h in a["history"]], [h["loss"] for h in b["history"]]
-    # on CPUs batch norm normalizes over each rank's half batch (SyncBatchNorm is GPU-only): close, not equal
-    assert lb == pytest.approx(la, rel=0.05), (la, lb)
+    # on CPUs batch norm normalizes over each rank's half batch (SyncBatchNorm is GPU-only): close, not equal.
+    # Measured over train.seed 0-4 on a CPU without native bf16: the two-rank loss is higher by 0.1-1.2 % at
+    # epoch 1, 1.1-2.7 % at 2 and 2.7-5.1 % at 3 (half-batch statistics are noisier), about the spread between
+    # seeds of one process (1.125-1.168 at epoch 3); twice the largest gap measured is allowed
+    assert lb == pytest.approx(la, rel=0.10), (la, lb)
     assert la[-1] < la[0] and lb[-1] < lb[0]
-    assert abs(a["best_val_accuracy"] - b["best_val_accuracy"]) < 8
+    assert abs(a["best_val_accuracy"] - b["best_val_accuracy"]) < 8  # measured: 0.8-3.6 points apart
 
 
 HARNESS = """
