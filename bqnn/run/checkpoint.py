@@ -61,6 +61,11 @@ class CheckpointError(Exception):
     """Both the checkpoint and its backup are unreadable, or the file is not a bqnn search."""
 
 
+class NewerFileError(CheckpointError):
+    """A file of the search was written by a newer bqnn (a schema this one cannot read). Not damage: nothing falls
+    back from it and nothing overwrites it."""
+
+
 @dataclass
 class SearchState:
     config_json: str
@@ -284,8 +289,7 @@ def read(path: str | Path) -> SearchState:
             if _attr(a, "format") != FORMAT:
                 raise CheckpointError(f"{p} is not a bqnn search file")
             if int(a["schema_version"]) > SCHEMA_VERSION:
-                raise CheckpointError(f"{p} has schema version {int(a['schema_version'])}, newer than this bqnn "
-                                      f"({SCHEMA_VERSION})")
+                raise NewerFileError(_newer_message(p, f))
             if int(a["schema_version"]) >= 2 and "attrs_sha256" in a and \
                     _attr(a, "attrs_sha256") != _attrs_digest(f):  # files written before the digest have none
                 raise CheckpointError(f"{p}: its attributes do not match their checksum (the file is damaged)")
@@ -350,6 +354,30 @@ def _upgrade(rows: np.ndarray, max_index: int, config: dict) -> np.ndarray:
     return out
 
 
+def _newer_message(path: Path, f: h5py.File) -> str:
+    try:
+        wrote = json.loads(_attr(f.attrs, "versions")).get("bqnn", "unknown")
+    except Exception:  # the version is a courtesy: the schema alone decides
+        wrote = "unknown"
+    from .. import __version__
+
+    return (f"{path} has schema {int(f.attrs['schema_version'])}, written by bqnn {wrote}; this bqnn ({__version__}) "
+            f"reads schemas up to {SCHEMA_VERSION}: use the newer bqnn (both files are left as they are)")
+
+
+def newer(path: Path) -> str | None:
+    """Why `path` is a search file of a newer schema than this bqnn reads, or None (it is not, or it does not exist,
+    or it is damaged: damage is for `read` to find)."""
+    try:
+        _check_seal(path)
+        with h5py.File(path, "r") as f:
+            if _attr(f.attrs, "format") == FORMAT and int(f.attrs["schema_version"]) > SCHEMA_VERSION:
+                return _newer_message(path, f)
+    except Exception:
+        return None
+    return None
+
+
 def exists(directory: str | Path) -> bool:
     d = Path(directory)
     return (d / FILENAME).exists() or (d / (FILENAME + ".bak")).exists()
@@ -371,6 +399,10 @@ def load(directory: str | Path,
     CheckpointError), gives way to search.h5.bak; CheckpointError if both fail. Neither file is changed."""
     d = Path(directory)
     main, bak = d / FILENAME, d / (FILENAME + ".bak")
+    for p in (main, bak):  # a newer bqnn wrote here: neither file is damaged, and neither may be replaced
+        why = newer(p)
+        if why:
+            raise NewerFileError(why)
     try:
         return _read_checked(main, check), main, None
     except CheckpointError as e1:
