@@ -123,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(note if note.startswith("warning") else f"note: {note}", file=sys.stderr, flush=True)
         return run_master(cfg, args.out, state, comm, main_is_bad=warning is not None)
     finally:
-        lock.release()
+        if checkpoint.exists(args.out):
+            lock.release()
+        else:  # nothing was written: leave no directory this search made
+            lock.abandon()
 
 
 def run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any,
@@ -192,7 +195,10 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
               f"(slurm/search.sbatch requeues itself on exit {LOST_EXIT_CODE})")
         code = LOST_EXIT_CODE
     except checkpoint.CheckpointWriteError as e:  # nothing is lost: search.h5 and its .bak are the last good ones
-        _fail(f"{e}; the last checkpoint is kept")
+        if checkpoint.exists(out):
+            _fail(f"{e}; the last checkpoint is kept")
+        else:  # a new search checkpoints before it trains: nothing was trained
+            _fail(f"{e}; no checkpoint was written and nothing was trained: free some space and run the same command")
         code = stop.exit_code or 2
         global _HDF5_FAILED
         _HDF5_FAILED = True

@@ -164,6 +164,15 @@ def _size(state: SearchState) -> int:
     return int(1.3 * (sum(a.nbytes for a in arrays) + text)) + (256 << 10)
 
 
+def space(directory: str | Path, state: SearchState, candidates: int) -> tuple[int, int]:
+    """(bytes free in `directory`, bytes the checkpoints of a search like `state` will need once it holds
+    `candidates` candidates): three files at once while one is written (search.h5, .bak, the part)."""
+    d = Path(directory)
+    per_row = state.candidates.dtype.itemsize
+    final = _size(state) + int(1.3 * per_row * max(0, candidates - len(state.candidates)))
+    return shutil.disk_usage(d if d.exists() else d.parent).free, 3 * final
+
+
 def _reason(e: BaseException) -> str:
     """The OS's words for a failure; h5py's message is several lines, the OS's words are in one of them."""
     if isinstance(e, OSError) and e.strerror and "\n" not in e.strerror and len(e.strerror) < 80:

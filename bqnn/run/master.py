@@ -157,6 +157,9 @@ class Master:
     # ------------------------------------------------------------ the loop
     def run(self) -> int:
         """Run to the end or to a stop signal; returns the process exit code."""
+        if not checkpoint.exists(self.out):  # a new search: its directory must take a checkpoint before any training
+            self._check_space()
+            self.save()
         try:
             self._loop()
         except Stopped:
@@ -324,6 +327,13 @@ class Master:
             util_idle=np.array([util[r][1] for r in ranks], dtype=np.float64),
             iteration_sizes=np.array(self.sizes, dtype=np.int64),
         )
+
+    def _check_space(self) -> None:
+        """Warn (once, before training) when the directory lacks room for the whole search's checkpoints."""
+        free, need = checkpoint.space(self.out, self.state(), self.strategy.planned_candidates(self.n))
+        if free < need:
+            print(f"warning: {self.out} has {free:,} bytes free; this search's checkpoints will need about "
+                  f"{need:,} (search.h5, its .bak and the next one being written)", file=sys.stderr, flush=True)
 
     def save(self) -> None:
         """Checkpoint now; a write that fails raises checkpoint.CheckpointWriteError (one line)."""

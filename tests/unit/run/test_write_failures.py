@@ -35,8 +35,11 @@ def ids_and_rewards(out):
 def test_a_full_disk_is_one_line_and_the_search_resumes_when_there_is_room(tiny, tmp_path):
     out = tiny / "run"
     r = run_module("bqnn.search", "--out", str(out), *SIM, timeout=300)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert r.stderr.startswith(f"bqnn.search: error: cannot write {out / 'search.h5'}: No space left on device")
+    warning, error = r.stderr.strip().splitlines()  # the warning before any training, then the error
+    assert r.returncode == 2 and warning.startswith(f"warning: {out} has ") and \
+        "this search's checkpoints will need about" in warning, r.stderr
+    assert error.startswith(f"bqnn.search: error: cannot write {out / 'search.h5'}: No space left on device")
+    assert error.endswith("the last checkpoint is kept")
     assert sorted(p.name for p in out.iterdir()) == ["search.h5", "search.h5.bak"]  # no .part, no lock
     stopped = checkpoint.read(out / "search.h5")
     assert 0 < stopped.iteration < 12 and checkpoint.read(out / "search.h5.bak").iteration <= stopped.iteration
@@ -153,3 +156,49 @@ def test_a_file_made_immutable_during_the_search_fails_the_save_and_keeps_both(e
         assert after == before
     else:  # the new file went in (read back and verified); the backup is the older one, as it was
         assert checkpoint.read(out / "search.h5").iteration == 3
+
+
+def fill(mnt, leave: int) -> None:
+    """Fill the tmpfs `mnt` but for about `leave` bytes."""
+    free = shutil.disk_usage(mnt).free
+    with open(mnt / "filler", "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+
+
+def test_a_full_disk_at_the_lock_is_one_line_and_leaves_nothing(tiny):
+    """Issue 25: the lock could not be written (a traceback, an empty search.lock left, and the rerun refused for
+    ten seconds). Now one line naming the path, no directory or file left, and an immediate rerun runs."""
+    out = tiny / "run"
+    fill(tiny, 0)
+    sim = [*SIM[:-6], "--set", "search.schedule=[[1.0, 1]]", "--set", "search.blocks_per_iteration=4"]
+    r = run_module("bqnn.search", "--out", str(out), *sim)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (f"bqnn.search: error: cannot write {out / 'search.lock'}: No space left on device "
+                                f"(0 bytes free there; the lock needs one block and each checkpoint its own size, "
+                                f"see docs/state.md)")
+    assert sorted(p.name for p in tiny.iterdir()) == ["filler"]
+    (tiny / "filler").unlink()
+    r = run_module("bqnn.search", "--out", str(out), *sim)
+    assert r.returncode == 0, r.stderr
+    assert checkpoint.read(out / "search.h5").iteration == 1
+
+
+def test_a_new_search_without_room_for_one_checkpoint_trains_nothing(tiny):
+    """Issue 25: a new search on a disk too small for a checkpoint trained candidates, then claimed 'the last
+    checkpoint is kept' when none existed. It now writes its first checkpoint before any training."""
+    out = tiny / "run"
+    fill(tiny, 120 << 10)
+    sim = [*SIM[:-6], "--set", "search.schedule=[[1.0, 2]]", "--set", "search.blocks_per_iteration=4"]
+    r = run_module("bqnn.search", "--out", str(out), *sim)
+    assert r.returncode == 2
+    warning, error = r.stderr.strip().splitlines()
+    assert warning.startswith(f"warning: {out} has ")
+    assert error.startswith(f"bqnn.search: error: cannot write {out / 'search.h5'}: No space left on device (")
+    assert error.endswith("no checkpoint was written and nothing was trained: free some space and run the same "
+                          "command")
+    assert "candidates" not in r.stdout.split("\n", 1)[1]  # the banner only: no iteration ran
+    assert sorted(p.name for p in tiny.iterdir()) == ["filler"]  # the directory it made is gone again
+    (tiny / "filler").unlink()
+    r = run_module("bqnn.search", "--out", str(out), *sim)
+    assert r.returncode == 0 and "error" not in r.stderr, r.stderr  # the warning may stay: 600 KiB is tight
+    assert checkpoint.read(out / "search.h5").iteration == 2
