@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .signals import StopFlag, hold
+from .signals import StopFlag, hold, ignore
 
 if TYPE_CHECKING:
     from .config import Config
@@ -214,6 +214,7 @@ _HDF5_FAILED = False
 if __name__ == "__main__":
     hold()
     exit_status = main()
+    ignore()  # the state is saved: a late stop signal must not turn the exit code into a kill by signal
     if _HDF5_FAILED:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -9,7 +9,8 @@ Used by the entry points (search, train) and the layers they drive:
 
 An entry point run as a program calls `hold()` before its heavy imports (numpy, h5py, MPI start-up take a
 second or more): a stop signal in that window is held instead of killing the process with status 15, and the
-first StopFlag installed afterwards (or a worker, through `held()`) acts on it: the job still exits 143.
+first StopFlag installed afterwards (or a worker, through `held()`) acts on it: the job still exits 143. When its
+work is over it calls `ignore()`, so that no signal arriving during the interpreter's teardown changes the exit code.
 
 `Stopped` is raised out of training when the job is stopping: by the handler itself while the flag is
 `interruptible` (one process training inline: the checkpoint is written within seconds, not after the
@@ -38,6 +39,15 @@ def hold() -> None:
     """Hold stop signals until a StopFlag is installed (start-up of a program; not for library use)."""
     for s in STOP_SIGNALS:
         signal.signal(s, _hold_handler)
+
+
+def ignore() -> None:
+    """From now on, stop signals do nothing: a program whose work is over (checkpointed, or finished) calls this
+    before it ends. Python's own finalization puts back the default action of every signal it handled, which
+    kills: a second SIGTERM (the scheduler's warning, then scancel; a second kill; mpiexec forwarding each one)
+    arriving then would end the process with status 15 instead of 143 (issue 25). An ignored signal stays ignored."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
 
 
 def held() -> int | None:

@@ -46,7 +46,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .signals import Stopped, exit_code, hold
+from .signals import Stopped, exit_code, hold, ignore
 
 if TYPE_CHECKING:
     import torch
@@ -259,6 +259,7 @@ _DATA_PARALLEL = False
 if __name__ == "__main__":
     hold()
     status = main()
+    ignore()  # the state is saved: a late stop signal must not turn the exit code into a kill by signal
     if _DATA_PARALLEL:
         from .mpi.ddp import end
 

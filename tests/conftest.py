@@ -186,3 +186,77 @@ def sigkill_and_resume(out: Path, args: tuple[str, ...], kills: int = 3, n: int 
         assert wait_for(lambda: not rank_pids(out), 10)
         progress.append(len(checkpoint.load(out)[0].candidates))
     return progress
+
+
+def signal_storm(cmd: list[str], out: Path, signum: int, count: int, rng) -> tuple[int, str]:
+    """Start `cmd` (a search writing to `out`), and once it has written a checkpoint send it `count` signals
+    `signum`, 0-0.5 s apart; wait for it to end: (exit code, stderr). The first signal comes at a random moment of
+    its training, the others whenever they come: while it checkpoints, releases its workers or tears down."""
+    import signal as _signal
+    import time
+
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert wait_for(lambda: (out / "search.h5").exists() or p.poll() is not None, 60)
+        time.sleep(rng.uniform(0.2, 1.0))
+        for k in range(count):
+            if k:
+                time.sleep(rng.uniform(0.0, 0.5))
+            if p.poll() is None:
+                p.send_signal(_signal.Signals(signum))
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    return p.returncode, err
+
+
+STORM = ["--config", "/dev/null", "--set", "trainer.kind=simulated", "--set", "trainer.sim_seconds=0.05",
+         "--set", "search.blocks_per_iteration=4", "--set", "search.schedule=[[1.0, 10], [0.5, 10]]",
+         "--set", "space.max_index=8"]
+
+
+def records(out):
+    """(id, hash, reward) of every candidate in search.h5, by id."""
+    import numpy as np
+
+    from bqnn.run import checkpoint
+    from bqnn.run.invariants import check_state
+
+    state, _, warning = checkpoint.load(out, check=check_state)
+    assert warning is None, warning
+    c = state.candidates[np.argsort(state.candidates["id"])]
+    return {int(i): (bytes(h), float(r)) for i, h, r in zip(c["id"], c["hash"], c["reward"], strict=True)}
+
+
+@pytest.fixture(scope="module")
+def storm_reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("storm") / "ref"
+    assert run_module("bqnn.search", "--out", str(out), *STORM).returncode == 0
+    return records(out)
+
+
+def storms(tmp_path, cmd_of, signum, counts, reference, repeats=10, together=5):
+    """`repeats` searches, `together` at a time, the k-th stopped by `counts[k % len(counts)]` signals: every one
+    exits 143 (130), its checkpoint is readable and holds exactly what an uninterrupted search has for those
+    candidates, and the same command finishes it equal to the uninterrupted search."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = random.Random()
+    outs = [tmp_path / f"run{k}" for k in range(repeats)]
+    with ThreadPoolExecutor(together) as pool:
+        ended = list(pool.map(lambda k: signal_storm(cmd_of(outs[k]), outs[k], signum, counts[k % len(counts)],
+                                                     random.Random(rng.random())), range(repeats)))
+    want = 130 if signum == signal.SIGINT else 143
+    for out, (code, err) in zip(outs, ended, strict=True):
+        assert code == want, (out, code, err[-2000:])
+        got = records(out)
+        assert len(got) < len(reference) and all(reference[i] == v for i, v in got.items()), out
+    for out in outs[:2]:  # and it continues exactly
+        import subprocess
+
+        assert subprocess.run(cmd_of(out), capture_output=True).returncode == 0
+        assert records(out) == reference
+

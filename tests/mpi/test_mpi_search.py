@@ -3,6 +3,7 @@ preemption by signals and SIGKILL, failing candidates, and a worker that cannot 
 import json
 import os
 import signal
+import sys
 import time
 
 import h5py
@@ -12,6 +13,8 @@ import pytest
 from bqnn.run import checkpoint
 from bqnn.training.result import Status
 from tests.conftest import (
+    MPIEXEC,
+    STORM,
     catches_sigterm,
     mpi_search,
     needs_fashion,
@@ -21,6 +24,7 @@ from tests.conftest import (
     run_module,
     sigkill_and_resume,
     start_mpi_search,
+    storms,
     wait_for,
 )
 
@@ -300,3 +304,19 @@ def test_sigterm_during_start_up_still_checkpoints_and_exits_143(tmp_path):
     r = mpi_search(3, out, "--set", "trainer.sim_seconds=0")
     assert r.returncode == 0, r.stderr
     assert "resuming at iteration 1/" in r.stdout
+
+
+def test_any_number_of_sigterms_to_mpiexec_exits_143_with_a_good_checkpoint(tmp_path, storm_reference):
+    """Issue 25: two SIGTERMs to mpiexec (the scheduler's warning, then scancel) ended the job with 'BAD
+    TERMINATION ... EXIT CODE: 15' on 6 of 10 tries: mpiexec forwards every SIGTERM to every rank, and one arriving
+    while a rank's interpreter tore down killed it. 10 stops by 2, 3 or 5 SIGTERMs under mpiexec -n 3."""
+    storms(tmp_path, lambda o: [str(MPIEXEC), "-n", "3", sys.executable, "-m", "bqnn.search", "--out", str(o),
+                                *STORM], signal.SIGTERM, [2, 3, 5], storm_reference)
+
+
+def test_a_sigint_to_mpiexec_exits_130_with_a_good_checkpoint(tmp_path, storm_reference):
+    """One SIGINT (Ctrl-C) is forwarded to the ranks: 130 and a checkpoint. A second SIGINT is MPICH mpiexec's
+    own force-abort ("Press Ctrl-C again to force abort": it kills every rank, exit 255); search.h5 is then the
+    last checkpoint, at most search.checkpoint_interval old (docs/state.md)."""
+    storms(tmp_path, lambda o: [str(MPIEXEC), "-n", "3", sys.executable, "-m", "bqnn.search", "--out", str(o),
+                                *STORM], signal.SIGINT, [1], storm_reference, repeats=5)
