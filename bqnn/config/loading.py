@@ -20,6 +20,7 @@ import difflib
 import json
 import math
 import os
+import reprlib
 import tomllib
 import types
 import typing
@@ -30,6 +31,30 @@ from typing import Any, Literal
 from .schema import DEVICE, MAX_ITERATIONS, MAX_RUNGS, RANGES, STRATEGY_NAMES, Config, ConfigError
 
 MAX_JOB_FILE = 1 << 20  # bytes: a job file is a few kilobytes; anything larger is not one
+# Levels of nesting a job file may have: file, section, key, and lists in lists (search.schedule: 2). Deeper data is
+# refused before anything walks it (a list nested 500 deep was a 3,000-line RecursionError).
+MAX_DEPTH = 6
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlong = 3, 80, 80, 40
+_SHOW.maxlist = _SHOW.maxtuple = _SHOW.maxdict = 8
+
+
+def _show(value: Any) -> str:
+    """A value as an error message shows it: its repr, shortened (a message is one line, whatever the input)."""
+    return _SHOW.repr(value)
+
+
+def depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply `value` nests lists and tables (a scalar: 0), counted without recursion, stopping above `limit`."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list | tuple):
+            deepest = max(deepest, d)
+            if d > limit:
+                return d
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 # ------------------------------------------------------------- conversion
@@ -49,9 +74,9 @@ def _describe(tp: Any) -> str:
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"config key {key}: must be a finite number, got {value!r}")
+        raise ConfigError(f"config key {key}: must be a finite number, got {_show(value)}")
     origin = typing.get_origin(tp)
-    bad = ConfigError(f"config key {key}: expected {_describe(tp)}, got {value!r}")
+    bad = ConfigError(f"config key {key}: expected {_describe(tp)}, got {_show(value)}")
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise bad
@@ -89,7 +114,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         if not math.isfinite(float(value)):
-            raise ConfigError(f"config key {key}: must be a finite number, got {value!r}")
+            raise ConfigError(f"config key {key}: must be a finite number, got {_show(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -118,13 +143,17 @@ def _legacy(section: str, key: str, value: Any, where: str) -> tuple[str, Any]:
     new, values = LEGACY_KEYS[(section, key)]
     if isinstance(value, bool) and value in values:
         return new, values[value]
-    raise ConfigError(f"config key {section}.{key}{where}: expected {' or '.join(map(repr, values))}, got {value!r} "
+    raise ConfigError(f"config key {section}.{key}{where}: expected {' or '.join(map(repr, values))}, "
+                      f"got {_show(value)} "
                       f"(it is now {section}.{new})")
 
 
 def from_dict(data: dict[str, Any], where: str = "", root: type = Config) -> Any:
     """Build a `root` config (Config or TrainJobConfig) from nested dicts ({section: {key: value}});
     unknown sections and keys raise ConfigError."""
+    if depth(data) > MAX_DEPTH - 1:
+        raise ConfigError(f"config{where}: values nested more than {MAX_DEPTH - 3} levels deep (no key takes more "
+                          f"than a list of lists)")
     sections = {}
     known = typing.get_type_hints(root)
     for name, values in data.items():
@@ -157,9 +186,9 @@ def _check_value(key: str, value: Any) -> None:
             why = rng.violation(v)
             if why:
                 where = f"{key}[{i}]" if isinstance(value, tuple) else key
-                raise ConfigError(f"config key {where}: {why} (allowed: {rng}), got {v!r}")
+                raise ConfigError(f"config key {where}: {why} (allowed: {rng}), got {_show(v)}")
     if key.endswith(".device") and not DEVICE.fullmatch(value):
-        raise ConfigError(f"config key {key}: expected auto, cpu, cuda or cuda:N, got {value!r}")
+        raise ConfigError(f"config key {key}: expected auto, cpu, cuda or cuda:N, got {_show(value)}")
 
 
 def read_job_file(p: Path) -> str:
@@ -185,16 +214,21 @@ def read_job_file(p: Path) -> str:
 
 def parse_override(item: str) -> tuple[str, str, Any]:
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected section.key=value")
+        raise ConfigError(f"--set {_show(item)}: expected section.key=value")
     key, raw = item.split("=", 1)
     key = key.strip()
     if key.count(".") != 1:
-        raise ConfigError(f"--set {item!r}: the key must be section.key, e.g. trainer.epochs")
+        raise ConfigError(f"--set {_show(item)}: the key must be section.key, e.g. trainer.epochs")
     section, name = key.split(".")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare string such as a path
+    except RecursionError:
+        value = None
+    if value is None or depth(value) > MAX_DEPTH - 3:
+        raise ConfigError(f"--set {key}: the value is nested more than {MAX_DEPTH - 3} levels deep (no key takes more "
+                          f"than a list of lists)")
     return section, name, value
 
 
@@ -220,6 +254,9 @@ def load(path: str | Path | None, overrides: Sequence[str] = (), base: Any = Non
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+        except RecursionError:
+            raise ConfigError(f"config file {p}: values nested too deeply to read (no key takes more than a list of "
+                              f"lists)") from None
     data = to_dict(from_dict(data, where, root))  # errors in the file name the file; earlier key names read as today's
     for item in overrides:
         section, name, value = parse_override(item)

@@ -4,6 +4,7 @@ import pytest
 
 from bqnn.config import Config, ConfigError, diff, from_json, load, to_json
 from bqnn.strategies.qtable import PAPER_SCHEDULE
+from tests.conftest import run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,3 +156,50 @@ def test_fuzzed_overrides_are_a_config_or_one_config_error():
             assert isinstance(cfg, Config)
 
     one()
+
+
+def _nested(kinds: list[str], leaf: str = "1") -> str:
+    """A TOML value nested as `kinds` says, outermost first: [ for an array, { for an inline table."""
+    text = leaf
+    for k in reversed(kinds):
+        text = f"[{text}]" if k == "[" else f"{{a = {text}}}"
+    return text
+
+
+def test_deeply_nested_values_are_one_line_wherever_they_are_written(tmp_path):
+    """Issue 25: an array nested 500 deep in a job file, or 1,000 deep in --set, was a 3,000-line RecursionError
+    (exit 1). Depth fuzz over both places, arrays and inline tables mixed, 1 to 2,000 levels: a config or one
+    ConfigError line; as a program, exit 2 and nothing written."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from bqnn.config import Config
+
+    kinds = st.integers(1, 2000).flatmap(lambda n: st.lists(st.sampled_from("[{"), min_size=n, max_size=n))
+    keys = st.sampled_from(["search.schedule", "search.seed", "network.filters", "pruning.rungs", "search.nope"])
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                      HealthCheck.function_scoped_fixture])
+    @given(kinds, keys, st.booleans())
+    def one(kind, key, in_file):
+        value = _nested(kind)
+        section, name = key.split(".")
+        try:
+            if in_file:
+                job = tmp_path / "deep.toml"
+                job.write_text(f"[{section}]\n{name} = {value}\n")
+                cfg = load(job)
+            else:
+                cfg = load(None, [f"{key}={value}"])
+        except ConfigError as e:
+            assert str(e) and "\n" not in str(e) and len(str(e)) < 400
+        else:
+            assert isinstance(cfg, Config) and len(kind) <= 2
+
+    one()
+    for args in (["--config", str(tmp_path / "deep.toml")],
+                 ["--config", "/dev/null", "--set", f"search.schedule={_nested(['['] * 1000)}"]):
+        (tmp_path / "deep.toml").write_text(f"[search]\nschedule = {_nested(['['] * 500)}\n")
+        r = run_module("bqnn.search", "--out", str(tmp_path / "out"), *args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "nested" in r.stderr, r.stderr
+        assert not (tmp_path / "out").exists()
