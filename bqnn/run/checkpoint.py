@@ -368,9 +368,8 @@ def _newer_message(path: Path, f: h5py.File) -> str:
         wrote = json.loads(_attr(f.attrs, "versions")).get("bqnn", "unknown")
     except Exception:  # the version is a courtesy: the schema alone decides
         wrote = "unknown"
-    from .. import __version__
-
-    return (f"{path} has schema {int(f.attrs['schema_version'])}, written by bqnn {wrote}; this bqnn ({__version__}) "
+    return (f"{path} has schema {int(f.attrs['schema_version'])}, written by bqnn {wrote}; this bqnn "
+            f"({versions()['bqnn']}) "
             f"reads schemas up to {SCHEMA_VERSION}: use the newer bqnn (both files are left as they are)")
 
 
