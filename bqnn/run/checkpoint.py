@@ -45,6 +45,7 @@ import numpy as np
 
 from ..atomic import BackupError, atomic_path, pinned
 from .candidates import candidate_dtype
+from .seal import HDF5_SIGNATURE, SEAL, USERBLOCK, seal, seal_problem  # noqa: F401  (SEAL, HDF5_SIGNATURE: the layout)
 
 FORMAT = "bqnn-search"
 # 2: candidates.blocks, /iteration_sizes; 3: candidates.message is a UTF-8 string in HDF5's type (it was ASCII's),
@@ -52,9 +53,6 @@ FORMAT = "bqnn-search"
 # rung, -1 where not reached). Files of schema 1 to 3 are read and upgraded.
 SCHEMA_VERSION = 4
 FILENAME = "search.h5"
-USERBLOCK = 512  # bytes before the HDF5 data: SEAL, the SHA-256 of the rest in hex, a newline, zeros
-SEAL = b"bqnn-search sha256 "
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 class CheckpointError(Exception):
@@ -240,36 +238,10 @@ def _attr(a: Any, name: str) -> Any:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def _digest(path: Path) -> str:
-    """SHA-256 (hex) of the file's bytes after the user block."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        f.seek(USERBLOCK)
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def seal(path: str | Path) -> None:
-    """Write the SHA-256 of the HDF5 data into the file's user block: after `save` writes a file, and after a
-    deliberate edit with h5py (which would otherwise read as damage)."""
-    header = (SEAL + _digest(Path(path)).encode() + b"\n").ljust(USERBLOCK, b"\0")
-    with open(path, "r+b") as f:
-        f.write(header)
-
-
 def _check_seal(path: Path) -> None:
-    """CheckpointError unless the file's bytes are those it was sealed with; a file without a user block (an
-    earlier schema) passes, to be read by HDF5 as before."""
-    with open(path, "rb") as f:
-        head = f.read(USERBLOCK)
-    if head.startswith(HDF5_SIGNATURE):
-        return
-    if not head.startswith(SEAL):
-        raise CheckpointError(f"{path} is not a bqnn search file (or its first bytes are damaged)")
-    stored = head[len(SEAL): len(SEAL) + 64].decode("ascii", "replace")
-    if stored != _digest(path):
-        raise CheckpointError(f"{path}: its contents do not match their checksum (the file is damaged or truncated)")
+    problem = seal_problem(path)
+    if problem:
+        raise CheckpointError(f"{path}{problem}")
 
 
 def _data(path: Path, file_size: int, d: h5py.Dataset) -> np.ndarray:
