@@ -189,6 +189,8 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
         code = master.run()
     except WorkerStartupError as e:
         code = _fail(str(e))
+        if state is None and not len(master.records):  # nothing trained: no checkpoint that a fixed rerun resumes
+            checkpoint.discard(out)
     except LostWorker as e:  # hung, silent or broken: checkpoint what is done and end, so the job runs again
         master.save()
         _fail(f"{e}; checkpoint written, {len(master.records)} candidates done: run the same command to resume "

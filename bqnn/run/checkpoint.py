@@ -358,6 +358,14 @@ def newer(path: Path) -> str | None:
     return None
 
 
+def discard(directory: str | Path) -> None:
+    """Remove a search's files: only for a new search that trained nothing (its first checkpoint, written before
+    any training, must not make a corrected rerun a resume)."""
+    d = Path(directory)
+    for name in (FILENAME, FILENAME + ".bak"):
+        (d / name).unlink(missing_ok=True)
+
+
 def exists(directory: str | Path) -> bool:
     d = Path(directory)
     return (d / FILENAME).exists() or (d / (FILENAME + ".bak")).exists()
