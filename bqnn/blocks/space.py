@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
+
 from ..config import SpaceConfig
 from .code import MAX_INDEX, NSC, OPS, Layer, NSCError, Op, OpSpec, terminal
 
@@ -112,6 +114,41 @@ class Space:
 
     def n_actions(self, state: Layer) -> int:
         return len(self.actions(state))
+
+    def random_action(self, state: Layer, rng: np.random.Generator, rule: str = "uniform") -> Layer:
+        """A random legal next layer (exploration, docs/choices.md "Exploration"). "uniform": each legal action
+        equally likely (one draw), so the terminal is 1 of ~100 and random blocks run to `max_index`; "by_type":
+        the layer type first, each type offered at this index equally likely (the terminal is one of them: 1/7 from
+        index 3 on in the pcc space, 1/5 at index 2 where no join has two inputs yet), then its kernel, then its
+        predecessors, each uniformly (three draws)."""
+        actions = self.actions(state)
+        if rule == "uniform":
+            return actions[int(rng.integers(len(actions)))]
+        if rule != "by_type":
+            raise ValueError(f"exploration rule {rule!r}: expected uniform or by_type")
+        groups = self._by_type(state.index + 1)
+        kernels = groups[int(rng.integers(len(groups)))]
+        choices = kernels[int(rng.integers(len(kernels)))]
+        return choices[int(rng.integers(len(choices)))]
+
+    def _by_type(self, index: int) -> tuple[tuple[tuple[Layer, ...], ...], ...]:
+        """The actions at `index` grouped by type, then by kernel: [type][kernel][predecessors]."""
+        key = ("by_type", index)
+        if key not in self._cache:
+            groups: dict[int, dict[int, list[Layer]]] = {}
+            for a in self.actions(Layer(index - 1, 0, 0, 0, 0)):
+                groups.setdefault(a.type, {}).setdefault(a.kernel, []).append(a)
+            self._cache[key] = tuple(tuple(tuple(by_pred) for by_pred in by_kernel.values())
+                                     for by_kernel in groups.values())
+        return self._cache[key]
+
+    def terminal_probability(self, index: int, rule: str = "by_type") -> float:
+        """The chance that a random action at layer `index` is the terminal."""
+        if rule == "uniform":
+            acts = self.actions(Layer(index - 1, 0, 0, 0, 0))
+            return sum(a.type == Op.TERMINAL for a in acts) / len(acts)
+        groups = self._by_type(index)
+        return sum(g[0][0].type == Op.TERMINAL for g in groups) / len(groups)
 
     @cached_property
     def size_hint(self) -> int:

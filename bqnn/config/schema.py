@@ -47,6 +47,9 @@ class SearchConfig:
     # and the replay_samples updates after each iteration are all (CVPR sec. 4.2: 64 per iteration)
     updates: Literal["result+replay", "replay"] = "result+replay"
     replay_samples: int = 64  # blocks replayed after each iteration (CVPR: 64, AAAI: 128)
+    # how a random (exploring) action is drawn (docs/choices.md, "Exploration"): "uniform" over every legal action,
+    # or "by_type": the layer type first (the terminal is one type), then its kernel, then its predecessors
+    explore: Literal["uniform", "by_type"] = "uniform"
     dispatch: Literal["batch", "async"] = "batch"  # MPI: Q-update per iteration, or as results arrive
     checkpoint_interval: float = 1.0  # the longest a finished result waits before it is in search.h5, s
     # a task training longer than this (seconds) means its worker is hung: the job checkpoints and ends (exit 75)

@@ -37,18 +37,18 @@ class QLearningStrategy(Strategy):
     def from_config(cls, cfg: Config, space: Space) -> QLearningStrategy:
         s = cfg.search
         return cls(space, EpsilonSchedule(tuple(s.schedule)), s.seed, s.alpha, s.gamma, s.q_init,
-                   s.intermediate_reward, s.replay_samples, s.blocks_per_iteration, s.updates)
+                   s.intermediate_reward, s.replay_samples, s.blocks_per_iteration, s.updates, s.explore)
 
     def __init__(self, space: Space, schedule: EpsilonSchedule, seed: int, alpha: float, gamma: float,
                  q_init: float | None, intermediate: str, replay_samples: int, calibration_size: int,
-                 updates: str = "result+replay") -> None:
+                 updates: str = "result+replay", explore: str = "uniform") -> None:
         if updates not in UPDATE_RULES:
             raise ValueError(f"update rule {updates!r}: expected one of {', '.join(UPDATE_RULES)}")
         self.space = space
         self.schedule = schedule
         self.updates = updates
         self.agent = QLearningAgent(space, seed, alpha, gamma, q_init if q_init is not None else 0.0, intermediate,
-                                    replay_samples)
+                                    replay_samples, explore)
         self.calibrated = q_init is not None
         self.calibration_size = calibration_size
         self.pending: list[tuple[NSC, float]] = []  # observations held until q_init is calibrated

@@ -74,12 +74,14 @@ class QLearningAgent:
         q_init: float = 0.0,
         intermediate: str = "shaped",
         replay_samples: int = 64,
+        explore: str = "uniform",
     ) -> None:
         if intermediate not in INTERMEDIATE:
             raise ValueError(f"intermediate reward {intermediate!r}: expected one of {', '.join(INTERMEDIATE)}")
         self.space = space
         self.alpha, self.gamma, self.q_init, self.intermediate = alpha, gamma, q_init, intermediate
         self.replay_samples = replay_samples
+        self.explore = explore  # how a random action is drawn (Space.random_action)
         sample_seq, replay_seq = np.random.SeedSequence(seed).spawn(2)
         self.rng = np.random.Generator(np.random.PCG64(sample_seq))
         self.replay_rng = np.random.Generator(np.random.PCG64(replay_seq))
@@ -103,7 +105,8 @@ class QLearningAgent:
         while True:
             actions = self.space.actions(state)
             explore = self.rng.random() < epsilon  # drawn every step, so streams match across strategies
-            action = actions[int(self.rng.integers(len(actions)))] if explore else self._greedy(state, actions)
+            action = (self.space.random_action(state, self.rng, self.explore) if explore
+                      else self._greedy(state, actions))
             rows.append(action)
             if action.type == Op.TERMINAL:
                 return tuple(rows)

@@ -24,11 +24,11 @@ class RandomStrategy(Strategy):
 
     @classmethod
     def from_config(cls, cfg: Config, space: Space) -> RandomStrategy:
-        return cls(space, EpsilonSchedule(tuple(cfg.search.schedule)), cfg.search.seed)
+        return cls(space, EpsilonSchedule(tuple(cfg.search.schedule)), cfg.search.seed, cfg.search.explore)
 
-    def __init__(self, space: Space, schedule: EpsilonSchedule, seed: int) -> None:
+    def __init__(self, space: Space, schedule: EpsilonSchedule, seed: int, explore: str = "uniform") -> None:
         self.schedule = schedule
-        self.sampler = QLearningAgent(space, seed)
+        self.sampler = QLearningAgent(space, seed, explore=explore)
 
     @property
     def total_iterations(self) -> int:
