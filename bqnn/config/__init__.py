@@ -28,6 +28,7 @@ from .schema import (
                       Config,
                       ConfigError,
                       DataConfig,
+                      EvolutionConfig,
                       FinalTrainConfig,
                       LimitsConfig,
                       NetworkConfig,
@@ -42,7 +43,7 @@ from .schema import (
 )
 
 __all__ = ["MAX_INDEX", "MAX_RUNGS", "PAPER_SCHEDULE", "RANGES", "RUNTIME_KEYS", "SECTIONS", "STRATEGY_NAMES",
-           "Config", "ConfigError", "DataConfig", "FinalTrainConfig", "LimitsConfig", "NetworkConfig", "PNASConfig",
-           "PruningConfig", "Range", "RewardConfig", "SearchConfig", "SpaceConfig", "TrainJobConfig",
-           "TrainerConfig", "check", "check_schedule", "diff", "from_dict", "from_json", "load", "parse_override",
-           "read_job_file", "to_dict", "to_json"]
+           "Config", "ConfigError", "DataConfig", "EvolutionConfig", "FinalTrainConfig", "LimitsConfig",
+           "NetworkConfig", "PNASConfig", "PruningConfig", "Range", "RewardConfig", "SearchConfig", "SpaceConfig",
+           "TrainJobConfig", "TrainerConfig", "check", "check_schedule", "diff", "from_dict", "from_json", "load",
+           "parse_override", "read_job_file", "to_dict", "to_json"]

@@ -311,12 +311,21 @@ def check(cfg: Any) -> None:
         if s.dispatch == "async":
             raise ConfigError("config key search.dispatch: pnas trains whole rounds (its predictor is refit between "
                               "them); use dispatch = \"batch\"")
+    if s.strategy == "evolution" and cfg.evolution.sample > cfg.evolution.population:
+        raise ConfigError(f"config key evolution.sample: must be at most evolution.population "
+                          f"({cfg.evolution.population}), got {cfg.evolution.sample}")
     if s.strategy == "exhaustive" and s.dispatch == "async":
         raise ConfigError("config key search.dispatch: an exhaustive search's last iteration holds the blocks left "
                           "over; use dispatch = \"batch\"")
     if s.strategy not in STRATEGY_NAMES:
         raise ConfigError(f"config key search.strategy: unknown strategy {s.strategy!r} "
                           f"(known: {', '.join(STRATEGY_NAMES)})")
+    t = cfg.trainer
+    if t.kind == "table" and not t.table:
+        raise ConfigError("config key trainer.table: trainer.kind = \"table\" needs the landscape table's path")
+    if t.kind == "table" and t.inject_fault != "none":
+        raise ConfigError("config key trainer.inject_fault: the table trainer injects no faults (use the simulated "
+                          "trainer)")
     pr = cfg.pruning
     if pr.rule != "none" or pr.record:
         rungs = list(pr.rungs)

@@ -23,7 +23,7 @@ PAPER_SCHEDULE: tuple[tuple[float, int], ...] = (
 
 # The strategies `search.strategy` may name; bqnn.strategies registers one class under each
 # (tests/unit/strategies hold the two lists equal).
-STRATEGY_NAMES = ("qlearning", "random", "pnas", "exhaustive")
+STRATEGY_NAMES = ("qlearning", "random", "pnas", "exhaustive", "evolution")
 
 
 class ConfigError(ValueError):
@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SearchConfig:
-    strategy: str = "qlearning"  # qlearning | random | pnas | exhaustive
+    strategy: str = "qlearning"  # qlearning | random | pnas | exhaustive | evolution
     seed: int = 0
     blocks_per_iteration: int = 64  # the paper's mini-batch of blocks
     schedule: tuple[tuple[float, int], ...] = PAPER_SCHEDULE  # [[epsilon, iterations], ...] (Table 2)
@@ -76,6 +76,14 @@ class PNASConfig:
     hidden: int = 64  # units of each MLP's two hidden layers
     fit_steps: int = 300  # full-batch Adam steps per MLP per refit
     fit_lr: float = 0.005
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    """search.strategy = "evolution": regularized (aging) evolution (Real et al., AAAI 2019)."""
+
+    population: int = 20  # P: living blocks; the first P proposals are random
+    sample: int = 5  # S: blocks drawn for each tournament (at most P)
 
 
 MAX_RUNGS = 8  # pruning.rungs: at most this many (search.h5 and the RESULT message hold that many accuracies)
@@ -176,6 +184,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     pnas: PNASConfig = field(default_factory=PNASConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -255,6 +264,7 @@ RANGES: dict[str, Range] = {
     "limits.params": Range(0, 2**62), "limits.flops": Range(0, 2**62),
     "pnas.beam": Range(1, 100_000), "pnas.max_size": Range(1, 30), "pnas.ensemble": Range(1, 100),
     "pnas.hidden": Range(1, 4096), "pnas.fit_steps": Range(1, 1_000_000), "pnas.fit_lr": Range(0.0, 10.0, lo_open=True),
+    "evolution.population": Range(1, 1_000_000), "evolution.sample": Range(1, 1_000_000),
     "space.max_index": Range(2, 31),
     "pruning.rungs": Range(1, 10_000), "pruning.quantile": Range(0.0, 1.0, lo_open=True, hi_open=True),
     "pruning.reduction": Range(1.0, 1e6, lo_open=True), "pruning.min_candidates": Range(1, 10**9),

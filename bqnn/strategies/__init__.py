@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..blocks.space import Space
 from ..config import STRATEGY_NAMES, Config
-from . import exhaustive, pnas, qlearning, random_search  # noqa: F401  (each registers its class)
+from . import evolution, exhaustive, pnas, qlearning, random_search  # noqa: F401  (each registers its class)
 from .base import REGISTRY, Strategy
 
 # In the config's order; a name the config admits but no class registered fails here, at import.
