@@ -52,3 +52,51 @@ def test_blockqnn_l_under_mpi_rejects_on_the_master(tmp_path):
     rejected = c[(c["repeat"] == 0) & (c["status"] == Status.REJECTED)]
     assert len(rejected) and (rejected["rank"] == -1).all()  # no worker saw them
     assert (trained["params"] <= 60000).all() and set(trained["rank"].tolist()) <= {1, 2}
+
+
+EXHAUSTIVE = ["--config", "/dev/null", "--set", "trainer.kind=simulated", "--set", "search.strategy=exhaustive",
+              "--set", "space.max_index=4", "--set", "search.blocks_per_iteration=8", "--set", "trainer.sim_seconds=0.05",
+              "--set", "search.checkpoint_interval=0", "--set", "pruning.record=true", "--set", "pruning.rungs=[1,5]"]
+
+
+def test_an_exhaustive_search_killed_and_resumed_trains_each_block_once_per_seed(tmp_path):
+    """Issue 26: under mpiexec -n 3, SIGKILLed at random points and resumed, every distinct block of the space is
+    trained exactly once, with the results, curves and order of an uninterrupted search."""
+    from bqnn.blocks.space import Space
+    from bqnn.strategies.exhaustive import distinct_blocks
+
+    want = [h for h, _ in distinct_blocks(Space(4))]
+    ref = tmp_path / "ref"
+    assert mpi_search(3, ref, *EXHAUSTIVE).returncode == 0
+    out = tmp_path / "killed"
+    kills = len(sigkill_and_resume(out, tuple(EXHAUSTIVE), latest=0.5))
+    assert kills >= 1
+    a, b = checkpoint.load(ref)[0], checkpoint.load(out)[0]
+    ca, cb = (s.candidates[np.argsort(s.candidates["id"])] for s in (a, b))
+    assert cb["id"].tolist() == list(range(len(want))) and (cb["repeat"] == 0).all()
+    assert [h.decode() for h in cb["hash"]] == want  # each distinct block once, in hash order
+    for name in ("nsc", "accuracy", "reward", "rungs"):
+        assert np.array_equal(ca[name], cb[name]), name
+    assert set(cb["rank"].tolist()) == {1, 2}
+
+
+EVOLUTION = ["--config", "/dev/null", "--set", "trainer.kind=simulated", "--set", "search.strategy=evolution",
+             "--set", "space.max_index=8", "--set", "search.blocks_per_iteration=6", "--set", "search.seed=4",
+             "--set", "search.schedule=[[1.0, 8]]", "--set", "evolution.population=10", "--set", "evolution.sample=3",
+             "--set", "search.explore=by_type", "--set", "trainer.sim_seconds=0.05",
+             "--set", "search.checkpoint_interval=0"]
+
+
+def test_evolution_sigkill_at_random_points_then_resume_gives_the_same_population(tmp_path):
+    ref = tmp_path / "ref"
+    assert mpi_search(3, ref, *EVOLUTION).returncode == 0
+    out = tmp_path / "killed"
+    kills = len(sigkill_and_resume(out, tuple(EVOLUTION), latest=0.5))
+    assert kills >= 1
+    a, b = checkpoint.load(ref)[0], checkpoint.load(out)[0]
+    ca, cb = (s.candidates[np.argsort(s.candidates["id"])] for s in (a, b))
+    assert cb["id"].tolist() == list(range(48))
+    assert np.array_equal(ca["nsc"], cb["nsc"]) and np.array_equal(ca["reward"], cb["reward"])
+    sa, sb = strategy_arrays(ref), strategy_arrays(out)
+    assert sorted(sa) == ["population_nsc", "population_reward"]
+    assert all(np.array_equal(sa[k], sb[k]) for k in sa)
