@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from .blocks.code import NSCError
     from .config import ConfigError, load
+    from .landscape.table import TableError
     from .mpi.launch import env_rank, launch_mismatch, world, world_size  # roles are decided once, here
     from .run import checkpoint
     from .run.lock import LockError, OutputLock
@@ -109,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         lock.acquire()  # one writer per directory, before anything is read or written there
         checkpoint.check_replaceable(args.out)
         cfg, state, warning = resolve(args)
+        if cfg.trainer.kind == "table":  # the table must be there and be this search's, before any worker starts
+            from .training.table import TableTrainer
+
+            TableTrainer(cfg)
     except (ConfigError, checkpoint.CheckpointError, checkpoint.CheckpointWriteError, NSCError, LockError,
-            ValueError) as e:
+            TableError, ValueError) as e:
         lock.abandon()
         if comm is not None:
             from .mpi.manager import abort_workers
@@ -144,6 +149,7 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
     from .blocks import budget
     from .config import ConfigError
     from .data.errors import DataError
+    from .landscape.table import TableError
     from .run import checkpoint
     from .run.executor import LOST_EXIT_CODE, Executor, InlineExecutor, LostWorker, WorkerStartupError
     from .run.master import Master
@@ -164,7 +170,7 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
                 return _fail(str(e))
             where = f"{comm.Get_size() - 1} workers, {cfg.search.dispatch} dispatch"
         master = Master(cfg, out, executor, stop, state=state, main_is_bad=main_is_bad)
-    except (DataError, ConfigError, ValueError) as e:
+    except (DataError, ConfigError, TableError, ValueError) as e:
         if executor is not None:
             executor.shutdown(2)
         elif comm is not None and comm.Get_size() > 1:

@@ -148,7 +148,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    kind: Literal["real", "simulated"] = "real"
+    kind: Literal["real", "simulated", "table"] = "real"  # table: answered from a landscape table (trainer.table)
     epochs: int = 12
     batch_size: int = 256
     lr: float = 1e-3  # Adam
@@ -175,6 +175,8 @@ class TrainerConfig:
     inject_every: int = 0  # ... every candidate whose id is a multiple of this (0: never)
     sim_seconds: float = 0.0  # simulated trainer: median training time per candidate
     sim_sigma: float = 0.0  # simulated trainer: lognormal spread of that time
+    table: str = ""  # table trainer: the landscape table file (bench/data/landscape.h5; docs/landscape.md)
+    table_time_scale: float = 0.0  # table trainer: sleep the training's recorded seconds x this (0: answer at once)
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,7 @@ RANGES: dict[str, Range] = {
     "trainer.max_restarts": Range(0, 100), "trainer.eval_batch_size": Range(1, BIG_BATCH),
     "trainer.threads": Range(0, 4096), "trainer.inject_every": Range(0, 2**31 - 1),
     "trainer.sim_seconds": Range(0.0, 86_400.0), "trainer.sim_sigma": Range(0.0, 10.0),
+    "trainer.table_time_scale": Range(0.0, 1000.0),
     "train.epochs": Range(1, 100_000), "train.batch_size": Range(1, BIG_BATCH),
     "train.lr": Range(0.0, INF, lo_open=True, hi_open=True),
     "train.momentum": Range(0.0, 1.0, hi_open=True), "train.weight_decay": Range(0.0, 1.0),
@@ -300,5 +303,5 @@ RUNTIME_KEYS = frozenset({
     "search.checkpoint_interval", "search.task_deadline", "trainer.device", "trainer.threads", "trainer.share_gpus",
     "trainer.channels_last", "trainer.cudnn_benchmark", "trainer.fused_adam", "trainer.avg_pool_conv",
     "trainer.narrow_bn_contiguous", "trainer.deterministic",
-    "trainer.eval_batch_size", "trainer.sim_seconds", "trainer.sim_sigma",
+    "trainer.eval_batch_size", "trainer.sim_seconds", "trainer.sim_sigma", "trainer.table_time_scale",
 })

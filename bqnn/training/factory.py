@@ -3,8 +3,8 @@
     trainer, where = make_trainer(cfg)                          # one process
     trainer, where = make_trainer(cfg, local_index, node_workers) # an MPI worker: its GPU, its share of the cores
 
-`trainer.kind = "simulated"` imports numpy only (the simulated trainer), so rank 0 and simulated workers
-never load torch; "real" imports torch here, on call, and loads the dataset onto the device.
+`trainer.kind = "simulated"` and `"table"` import numpy (and h5py) only, so rank 0 and such workers never load
+torch; "real" imports torch here, on call, and loads the dataset onto the device.
 """
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ def make_trainer(cfg: Config, local_index: int = 0, node_workers: int = 0) -> tu
         from .simulated import SimulatedTrainer
 
         return SimulatedTrainer(cfg), "simulated trainer"
+    if cfg.trainer.kind == "table":
+        from .table import TableTrainer
+
+        return TableTrainer(cfg), f"landscape table {cfg.trainer.table}"
     import torch
 
     from .device import cpu_threads, resolve_device
