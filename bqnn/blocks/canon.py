@@ -19,67 +19,58 @@ def _labels(nsc: NSC) -> list[int]:
     return [0] + [10 * layer.type + layer.kernel for layer in layers] + [1]
 
 
-def _canonical_form(labels: list[int], preds: Sequence[Sequence[int]]) -> tuple:
-    """Minimal encoding over all relabelings of a node-labelled DAG whose edges
-    into a node are unordered. Individualization-refinement: colour refinement
-    splits nodes by label and by the colours of their predecessors and
-    successors; remaining ties are broken by trying each node of the first
-    non-singleton cell, pruning nodes that an automorphism already found maps
-    onto one tried before. Exact, and fast on symmetric blocks (k identical
-    branches cost O(k^2) leaves, not k!)."""
-    n = len(labels)
-    succs: list[list[int]] = [[] for _ in range(n)]
-    for v, ps in enumerate(preds):
-        for p in ps:
-            succs[p].append(v)
+def _relabel(sigs: list) -> list[int]:
+    """Colours 0, 1, ... numbering the distinct signatures in sorted order."""
+    rank = {s: i for i, s in enumerate(sorted(set(sigs)))}
+    return [rank[s] for s in sigs]
 
-    def relabel(sigs: list) -> list[int]:
-        rank = {s: i for i, s in enumerate(sorted(set(sigs)))}
-        return [rank[s] for s in sigs]
 
-    nodes = range(n)
-    pred_lists = [list(ps) for ps in preds]
+def _refine(colors: list[int], preds: Sequence[Sequence[int]], succs: Sequence[Sequence[int]]) -> list[int]:
+    """Colour refinement to a stable partition: nodes are split by their colour and the colours of their
+    predecessors and successors (as multisets) until no cell splits."""
+    count = len(set(colors))
+    while True:
+        sigs = []
+        for v in range(len(colors)):
+            ps = sorted(colors[p] for p in preds[v])
+            ss = sorted(colors[s] for s in succs[v])
+            sigs.append((colors[v], tuple(ps), tuple(ss)))
+        new = _relabel(sigs)
+        new_count = max(new) + 1  # _relabel numbers the distinct signatures 0, 1, ...
+        if new_count == count:
+            return new
+        colors, count = new, new_count
 
-    def refine(colors: list[int]) -> list[int]:
-        count = len(set(colors))
-        while True:
-            sigs = []
-            for v in nodes:
-                ps = [colors[p] for p in pred_lists[v]]
-                ss = [colors[s] for s in succs[v]]
-                if len(ps) > 1:
-                    ps.sort()
-                if len(ss) > 1:
-                    ss.sort()
-                sigs.append((colors[v], tuple(ps), tuple(ss)))
-            new = relabel(sigs)
-            new_count = max(new) + 1  # relabel numbers the distinct signatures 0, 1, ...
-            if new_count == count:
-                return new
-            colors, count = new, new_count
 
-    def encode(colors: list[int]) -> tuple:
-        order = sorted(range(n), key=colors.__getitem__)
-        return tuple((labels[v], tuple(sorted(colors[p] for p in preds[v]))) for v in order)
+def _encode(labels: list[int], preds: Sequence[Sequence[int]], colors: list[int]) -> tuple:
+    """The labelled DAG written in the order a discrete colouring gives its nodes."""
+    order = sorted(range(len(labels)), key=colors.__getitem__)
+    return tuple((labels[v], tuple(sorted(colors[p] for p in preds[v]))) for v in order)
 
-    first: list[tuple[tuple, list[int]]] = []  # [(encoding, order)] of the first leaf reached
-    best: list[tuple[tuple, list[int]]] = []  # [(encoding, order)] of the smallest leaf so far
-    autos: list[list[int]] = []
-    # Twins (same label, same predecessors, same successors) can always be exchanged:
-    # seed the automorphisms with those transpositions so that k parallel identical
-    # branches are searched once, not k! times.
-    twins: dict[tuple, list[int]] = {}
-    for v in range(n):
-        twins.setdefault((labels[v], tuple(sorted(preds[v])), tuple(sorted(succs[v]))), []).append(v)
-    for group in twins.values():
-        for a, b in zip(group, group[1:], strict=False):
-            g = list(range(n))
-            g[a], g[b] = b, a
-            autos.append(g)
 
-    def orbit(v: int, fixed: list[int]) -> int:
+class _Search:
+    """Individualization-refinement over the ties a refinement leaves: the smallest leaf encoding, and the
+    automorphisms met on the way (which prune nodes that one maps onto a node tried before)."""
+
+    def __init__(self, labels: list[int], preds: Sequence[Sequence[int]], succs: Sequence[Sequence[int]]) -> None:
+        self.labels, self.preds, self.succs, self.n = labels, preds, succs, len(labels)
+        self.first: list[tuple[tuple, list[int]]] = []  # [(encoding, order)] of the first leaf reached
+        self.best: list[tuple[tuple, list[int]]] = []  # [(encoding, order)] of the smallest leaf so far
+        # Twins (same label, same predecessors, same successors) can always be exchanged: seed the automorphisms
+        # with those transpositions so that k parallel identical branches are searched once, not k! times.
+        self.autos: list[list[int]] = []
+        twins: dict[tuple, list[int]] = {}
+        for v in range(self.n):
+            twins.setdefault((labels[v], tuple(sorted(preds[v])), tuple(sorted(succs[v]))), []).append(v)
+        for group in twins.values():
+            for a, b in zip(group, group[1:], strict=False):
+                g = list(range(self.n))
+                g[a], g[b] = b, a
+                self.autos.append(g)
+
+    def orbit(self, v: int, fixed: list[int]) -> int:
         """Smallest node in v's orbit under the automorphisms found that fix `fixed` pointwise."""
-        group = [g for g in autos if all(g[p] == p for p in fixed)]
+        group = [g for g in self.autos if all(g[p] == p for p in fixed)]
         seen, stack = {v}, [v]
         while stack:
             x = stack.pop()
@@ -89,36 +80,51 @@ def _canonical_form(labels: list[int], preds: Sequence[Sequence[int]]) -> tuple:
                     stack.append(g[x])
         return min(seen)
 
-    def search(colors: list[int], fixed: list[int]) -> None:
+    def leaf(self, colors: list[int]) -> None:
+        enc = _encode(self.labels, self.preds, colors)
+        order = sorted(range(self.n), key=colors.__getitem__)
+        for ref_enc, ref_order in self.first + self.best:
+            if enc == ref_enc:  # same encoding: the two labelings differ by an automorphism
+                g = [0] * self.n
+                for pos, v in enumerate(order):
+                    g[v] = ref_order[pos]
+                self.autos.append(g)
+                return
+        if not self.first:
+            self.first.append((enc, order))
+        if not self.best or enc < self.best[0][0]:
+            self.best[:] = [(enc, order)]
+
+    def search(self, colors: list[int], fixed: list[int]) -> None:
         cells: dict[int, list[int]] = {}
         for v, c in enumerate(colors):
             cells.setdefault(c, []).append(v)
         target = next((cells[c] for c in sorted(cells) if len(cells[c]) > 1), None)
         if target is None:
-            enc = encode(colors)
-            order = sorted(range(n), key=colors.__getitem__)
-            for ref_enc, ref_order in first + best:
-                if enc == ref_enc:  # same encoding: the two labelings differ by an automorphism
-                    g = [0] * n
-                    for pos, v in enumerate(order):
-                        g[v] = ref_order[pos]
-                    autos.append(g)
-                    return
-            if not first:
-                first.append((enc, order))
-            if not best or enc < best[0][0]:
-                best[:] = [(enc, order)]
+            self.leaf(colors)
             return
         tried: list[int] = []
         for v in target:
-            if any(orbit(t, fixed) == orbit(v, fixed) for t in tried):
+            if any(self.orbit(t, fixed) == self.orbit(v, fixed) for t in tried):
                 continue
             tried.append(v)
-            split = relabel([(c, 0 if x == v else 1) for x, c in enumerate(colors)])
-            search(refine(split), fixed + [v])
+            split = _relabel([(c, 0 if x == v else 1) for x, c in enumerate(colors)])
+            self.search(_refine(split, self.preds, self.succs), fixed + [v])
 
-    search(refine(relabel(labels)), [])
-    return best[0][0]
+
+def _canonical_form(labels: list[int], preds: Sequence[Sequence[int]]) -> tuple:
+    """Minimal encoding over all relabelings of a node-labelled DAG whose edges into a node are unordered.
+    Individualization-refinement: colour refinement (`_refine`) splits nodes by label and by the colours of their
+    predecessors and successors; remaining ties are broken by trying each node of the first non-singleton cell,
+    pruning nodes that an automorphism already found maps onto one tried before (`_Search`). Exact, and fast on
+    symmetric blocks (k identical branches cost O(k^2) leaves, not k!)."""
+    succs: list[list[int]] = [[] for _ in labels]
+    for v, ps in enumerate(preds):
+        for p in ps:
+            succs[p].append(v)
+    s = _Search(labels, preds, succs)
+    s.search(_refine(_relabel(labels), preds, succs), [])
+    return s.best[0][0]
 
 
 @functools.lru_cache(maxsize=MEMO_SIZE)
