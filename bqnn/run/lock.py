@@ -225,7 +225,7 @@ class OutputLock:
             if age < WRITING_GRACE:  # being written (created, not yet filled): wait for it
                 time.sleep(0.1)
                 return True
-            if text.strip():
+            if text:
                 raise LockError(f"{self.path} is not a bqnn lock ({e}); if no search runs in {self.directory}, "
                                 f"remove that file and run again") from None
             why = f"it is empty and {age:.0f} s old"

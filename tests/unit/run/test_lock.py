@@ -128,7 +128,7 @@ lock_values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.one_of(
-    st.binary(min_size=1, max_size=200).filter(lambda b: b.strip()),
+    st.binary(min_size=1, max_size=200),
     st.dictionaries(st.sampled_from(["host", "pid", "start", "slurm_job", "slurm_restart", "taken", "renewed"]),
                     lock_values, max_size=7).map(json.dumps),
     st.recursive(st.integers(), lambda c: st.lists(c, max_size=3), max_leaves=20).map(json.dumps)))
