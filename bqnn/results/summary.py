@@ -35,45 +35,48 @@ def verified_results(directory: str | Path) -> list[dict]:
     return sorted(out, key=lambda r: r["rank"])
 
 
-def summarize(state: SearchState, top: int = 5, directory: str | Path | None = None) -> dict:
-    c = state.candidates
-    order = np.argsort(c["id"], kind="stable")
-    c = c[order]
-    trained = c[c["repeat"] == 0]
-    ok = trained[trained["status"] == Status.OK]
+def block(row: np.void) -> dict:
+    """One candidate's block as the report shows it."""
+    n = int(np.count_nonzero(row["nsc"].any(axis=1)))
+    return {"nsc": row["nsc"][:n].tolist(), "reward": float(row["reward"]), "accuracy": float(row["accuracy"]),
+            "flops": int(row["flops"]), "params": int(row["params"]), "density": float(row["density"]),
+            "blocks_per_stage": int(row["blocks"]), "id": int(row["id"]), "iteration": int(row["iteration"]),
+            "hash": row["hash"].decode()}
 
-    def block(row) -> dict:
-        n = int(np.count_nonzero(row["nsc"].any(axis=1)))
-        return {
-            "nsc": row["nsc"][:n].tolist(),
-            "reward": float(row["reward"]),
-            "accuracy": float(row["accuracy"]),
-            "flops": int(row["flops"]),
-            "params": int(row["params"]),
-            "density": float(row["density"]),
-            "blocks_per_stage": int(row["blocks"]),
-            "id": int(row["id"]),
-            "iteration": int(row["iteration"]),
-            "hash": row["hash"].decode(),
-        }
 
-    ranked = trained[np.argsort(-trained["reward"], kind="stable")]
-    per_iter = []
+def _per_iteration(c: np.ndarray, done: int) -> list[dict]:
+    """Each complete iteration's epsilon, mean and best reward, mean accuracy."""
+    out = []
     for it in sorted(set(c["iteration"].tolist())):
         rows = c[c["iteration"] == it]
-        if it >= state.iteration:  # the iteration in progress is not complete
+        if it >= done:  # the iteration in progress is not complete
             continue
-        per_iter.append({"iteration": int(it), "epsilon": float(rows["epsilon"][0]),
-                         "mean_reward": float(rows["reward"].mean()), "best_reward": float(rows["reward"].max()),
-                         "mean_accuracy": float(rows["accuracy"].mean())})
-    per_eps: OrderedDict[str, list[float]] = OrderedDict()
-    for row in per_iter:
-        per_eps.setdefault(f"{row['epsilon']:.2f}", []).append(row["mean_reward"])
+        out.append({"iteration": int(it), "epsilon": float(rows["epsilon"][0]),
+                    "mean_reward": float(rows["reward"].mean()), "best_reward": float(rows["reward"].max()),
+                    "mean_accuracy": float(rows["accuracy"].mean())})
+    return out
+
+
+def _utilization(state: SearchState, trained: int) -> dict:
     busy, idle = state.util_busy, state.util_idle
     per_rank = [{"rank": int(r), "busy": float(b), "idle": float(i),
                  "utilization": float(b / (b + i)) if b + i > 0 else 0.0}
                 for r, b, i in zip(state.util_rank, busy, idle, strict=True)]
     worker_hours = float((busy + idle).sum()) / 3600.0
+    return {"utilization": {"per_rank": per_rank,
+                            "mean": float(busy.sum() / (busy + idle).sum()) if (busy + idle).sum() > 0 else 0.0},
+            "candidates_per_worker_hour": float(trained / worker_hours) if worker_hours > 0 else 0.0}
+
+
+def summarize(state: SearchState, top: int = 5, directory: str | Path | None = None) -> dict:
+    c = state.candidates[np.argsort(state.candidates["id"], kind="stable")]
+    trained = c[c["repeat"] == 0]
+    ok = trained[trained["status"] == Status.OK]
+    ranked = trained[np.argsort(-trained["reward"], kind="stable")]
+    per_iter = _per_iteration(c, state.iteration)
+    per_eps: OrderedDict[str, list[float]] = OrderedDict()
+    for row in per_iter:
+        per_eps.setdefault(f"{row['epsilon']:.2f}", []).append(row["mean_reward"])
     rejected = int((trained["status"] == Status.REJECTED).sum())  # over the limits, never trained
     pruned = int((trained["status"] == Status.PRUNED).sum())  # stopped at a rung (run/pruning.py)
     return {
@@ -96,9 +99,7 @@ def summarize(state: SearchState, top: int = 5, directory: str | Path | None = N
         "top": [block(r) for r in ranked[:top]],
         "per_iteration": per_iter,
         "per_epsilon": {eps: float(np.mean(v)) for eps, v in per_eps.items()},
-        "utilization": {"per_rank": per_rank,
-                        "mean": float(busy.sum() / (busy + idle).sum()) if (busy + idle).sum() > 0 else 0.0},
-        "candidates_per_worker_hour": float(len(trained) / worker_hours) if worker_hours > 0 else 0.0,
+        **_utilization(state, len(trained)),
         "elapsed_seconds": float(state.elapsed),
         "master_cpu_seconds": float(state.master_cpu),
         "world_size": int(state.world_size),
