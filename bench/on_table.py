@@ -150,7 +150,6 @@ def optuna_trace(sampler: str, pruner: str, seed: int, table_path: Path, trainin
     from bqnn.blocks.code import Layer, Op
     from bqnn.blocks.space import Space
     from bqnn.config import load
-    from bqnn.training.result import Pruned
     from bqnn.training.table import TableTrainer
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -184,10 +183,9 @@ def optuna_trace(sampler: str, pruner: str, seed: int, table_path: Path, trainin
             study.tell(trial, value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
             continue
 
-        def report(epoch: int, accuracy: float, trial: optuna.trial.Trial = trial) -> None:
+        def report(epoch: int, accuracy: float, trial: optuna.trial.Trial = trial) -> bool:
             trial.report(accuracy, epoch)
-            if trial.should_prune():
-                raise Pruned(epoch)
+            return bool(trial.should_prune())
 
         r = trainer.train(nsc, candidate_seed(seed, h), on_rung=report)
         state = (optuna.trial.TrialState.COMPLETE if r.status == Status.OK else optuna.trial.TrialState.PRUNED

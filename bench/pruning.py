@@ -82,10 +82,10 @@ def replay(c: np.ndarray, cfg: PruningConfig, epochs: int) -> tuple[int, int, se
     kept = trained["rungs"].copy()
     spent, full = 0, set()
     for it in sorted(set(trained["iteration"].tolist())):
-        ref = kept[trained["iteration"] < it]
+        cuts = p.cutoffs_for(kept[trained["iteration"] < it])
         for i in np.flatnonzero(trained["iteration"] == it):
             stop = next((e for k, e in enumerate(p.rungs)
-                         if p.prune(e, trained["rungs"][i][k], it, lambda ref=ref: ref)), None)
+                         if cuts[k] is not None and trained["rungs"][i][k] < cuts[k]), None)
             if stop is None:
                 spent += epochs
                 full.add(trained["hash"][i])

@@ -36,6 +36,8 @@ from .signals import StopFlag, hold, ignore
 if TYPE_CHECKING:
     from .config import Config
     from .run import checkpoint
+    from .run.executor import Executor
+    from .run.master import Master
 
 # Everything else is imported inside the functions: run as a program, this module holds stop signals
 # (signals.hold) before numpy, h5py and MPI load, so a SIGTERM during start-up still exits 143.
@@ -144,32 +146,35 @@ def run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm
         stop.restore()
 
 
-def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any, stop: StopFlag,
-                main_is_bad: bool) -> int:
-    from .blocks import budget
+def _start(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any, stop: StopFlag,
+           main_is_bad: bool) -> tuple[Executor, Master, str] | int:
+    """The executor (this process, or the workers), the pruning rule both share, and the loop; or the exit code
+    after one line saying why they could not start."""
     from .config import ConfigError
     from .data.errors import DataError
     from .landscape.table import TableError
-    from .run import checkpoint
-    from .run.executor import LOST_EXIT_CODE, Executor, InlineExecutor, LostWorker, WorkerStartupError
+    from .run.executor import InlineExecutor
     from .run.master import Master
+    from .run.pruning import Pruner
 
+    pruner = Pruner(cfg.pruning, asynchronous=cfg.search.dispatch == "async")
+    decide = pruner.decide if pruner.enabled else None
     executor: Executor | None = None
     try:
         if comm is None or comm.Get_size() == 1:
             from .training.factory import make_trainer
 
             trainer, where = make_trainer(cfg)
-            executor = InlineExecutor(trainer, stop)
+            executor = InlineExecutor(trainer, stop, decide)
         else:
             from .mpi.manager import BindingError, MPIExecutor
 
             try:
-                executor = MPIExecutor(comm, cfg, stop)
+                executor = MPIExecutor(comm, cfg, stop, decide)
             except BindingError as e:  # every worker has stopped already: nothing to release
                 return _fail(str(e))
             where = f"{comm.Get_size() - 1} workers, {cfg.search.dispatch} dispatch"
-        master = Master(cfg, out, executor, stop, state=state, main_is_bad=main_is_bad)
+        return executor, Master(cfg, out, executor, stop, state=state, main_is_bad=main_is_bad, pruner=pruner), where
     except (DataError, ConfigError, TableError, ValueError) as e:
         if executor is not None:
             executor.shutdown(2)
@@ -179,6 +184,10 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
             abort_workers(comm)
         return _fail(str(e))
 
+
+def _banner(cfg: Config, master: Master, executor: Executor, where: str, out: str, resumed: bool) -> None:
+    from .blocks import budget
+
     total = master.strategy.planned_candidates(master.n)
     shape = (f"{master.total} iterations x {master.n} blocks" if master.strategy.fixed_size
              else f"{master.total} rounds")
@@ -186,10 +195,22 @@ def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, com
           f"({where}), output {out}"
           + (f", limits: {budget.describe(cfg.limits)}" if budget.active(cfg.limits) else ""),
           flush=True)
-    if state is not None:
+    if resumed:
         print(f"resuming at iteration {min(master.iteration + 1, master.total)}/{master.total}: "
               f"{len(master.records)} candidates "
-              f"done, {len(master.resume_inflight)} to train again (run {master.runs})", flush=True)
+              f"done, {len(master.resume_inflight)} to train again (run {master.clock.runs})", flush=True)
+
+
+def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any, stop: StopFlag,
+                main_is_bad: bool) -> int:
+    from .run import checkpoint
+    from .run.executor import LOST_EXIT_CODE, LostWorker, WorkerStartupError
+
+    started = _start(cfg, out, state, comm, stop, main_is_bad)
+    if isinstance(started, int):
+        return started
+    executor, master, where = started
+    _banner(cfg, master, executor, where, out, state is not None)
     code = 2
     try:
         code = master.run()

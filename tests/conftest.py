@@ -153,6 +153,15 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
     return predicate()
 
 
+def _candidates_in(h5: Path) -> int:
+    from bqnn.run import checkpoint
+
+    try:
+        return len(checkpoint.read(h5).candidates)
+    except checkpoint.CheckpointError:
+        return 0
+
+
 def sigkill_and_resume(out: Path, args: tuple[str, ...], kills: int = 3, n: int = 3, latest: float = 0.6) -> list[int]:
     """Start `mpiexec -n N bqnn.search --out OUT ARGS`, SIGKILL every process of it at a random moment
     after it has written a checkpoint of its own, `kills` times (fewer if it finishes first), then let
@@ -172,7 +181,9 @@ def sigkill_and_resume(out: Path, args: tuple[str, ...], kills: int = 3, n: int 
         if attempt == kills:
             assert p.wait(timeout=180) == 0, p.stderr.read()
             break
-        assert wait_for(lambda before=before: h5.exists() and h5.stat().st_mtime_ns != before, 60)
+        # a checkpoint of its own that holds results (a new search writes an empty one before it trains)
+        assert wait_for(lambda before=before: h5.exists() and h5.stat().st_mtime_ns != before
+                        and _candidates_in(h5) > 0, 60)
         time.sleep(rng.uniform(0.05, latest))
         if p.poll() is not None:  # finished before the kill
             assert p.returncode == 0, p.stderr.read()

@@ -47,6 +47,7 @@ import numpy as np
 from ..config import MAX_INDEX
 
 ARRAY_DTYPE = np.int16
+NSC_WIDTH = 5  # the fields of a row: (layer index, type, kernel size, pred1, pred2)
 
 
 class Op(IntEnum):
@@ -182,7 +183,7 @@ def validate(rows: Iterable[Sequence[int]], max_index: int = MAX_INDEX) -> NSC:
 
 # A row: five integers of ASCII digits (at most 6: no code needs more), in parentheses, separated by commas.
 _NUM = r"\s*(-?[0-9]{1,6})\s*"
-_ROW = re.compile(r"\(" + ",".join([_NUM] * 5) + r"\)")
+_ROW = re.compile(r"\(" + ",".join([_NUM] * NSC_WIDTH) + r"\)")
 
 
 def parse(text: str, max_index: int = MAX_INDEX) -> NSC:
@@ -219,11 +220,16 @@ def format_nsc(nsc: NSC) -> str:
 
 # --------------------------------------------------------------- array form
 
+def empty_codes(max_index: int) -> np.ndarray:
+    """No codes, in the stacked array form (0, max_index, NSC_WIDTH)."""
+    return np.zeros((0, max_index, NSC_WIDTH), dtype=ARRAY_DTYPE)
+
+
 def to_array(nsc: NSC, max_index: int = MAX_INDEX) -> np.ndarray:
-    """Fixed-shape (max_index, 5) int16 array, zero padded after the terminal."""
+    """Fixed-shape (max_index, NSC_WIDTH) int16 array, zero padded after the terminal."""
     if len(nsc) > max_index:
         raise NSCError(f"code has {len(nsc)} rows, more than max_index {max_index}")
-    arr = np.zeros((max_index, 5), dtype=ARRAY_DTYPE)
+    arr = np.zeros((max_index, NSC_WIDTH), dtype=ARRAY_DTYPE)
     arr[: len(nsc)] = np.asarray(nsc, dtype=ARRAY_DTYPE)
     return arr
 
@@ -231,8 +237,8 @@ def to_array(nsc: NSC, max_index: int = MAX_INDEX) -> np.ndarray:
 def from_array(arr: np.ndarray, max_index: int | None = None) -> NSC:
     """Inverse of `to_array`: rows up to the first all-zero row, validated."""
     a = np.asarray(arr)
-    if a.ndim != 2 or a.shape[1] != 5:
-        raise NSCError(f"NSC array must have shape (rows, 5), got {a.shape}")
+    if a.ndim != 2 or a.shape[1] != NSC_WIDTH:
+        raise NSCError(f"NSC array must have shape (rows, {NSC_WIDTH}), got {a.shape}")
     limit = a.shape[0] if max_index is None else max_index
     nonzero = np.asarray(a.any(axis=1))
     n = int(nonzero.argmin()) if not nonzero.all() else a.shape[0]  # the first all-zero row

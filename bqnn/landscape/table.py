@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_path
+from ..blocks.code import NSC_WIDTH
 
 FORMAT = "bqnn-landscape"
 VERSION = 1
@@ -136,7 +137,7 @@ class Table:
     def shape_problem(self) -> str | None:
         """What is inconsistent in the arrays' shapes and values, or None."""
         b, s = len(self.hash), len(self.seeds)
-        want = {"nsc": (b, self.max_index, 5), "params": (b,), "flops": (b,), "density": (b,), "status": (b, s),
+        want = {"nsc": (b, self.max_index, NSC_WIDTH), "params": (b,), "flops": (b,), "density": (b,), "status": (b, s),
                 "accuracy": (b, s), "curve": (b, s, self.epochs), "seconds": (b, s), "restarts": (b, s)}
         for name, shape in want.items():
             if getattr(self, name).shape != shape:

@@ -33,12 +33,13 @@ from mpi4py import MPI
 
 from ..blocks.code import to_array
 from ..config import Config, to_json
+from ..records import fields_of, get
 from ..run.executor import Decide, Done, LostWorker, Task, WorkerStartupError
 from ..signals import StopFlag
-from ..training.result import Status, TrainResult, pruned_result
+from ..training.result import Status, TrainResult, Where
 from .backoff import MASTER_WINDOW, Backoff, precise_naps
 from .launch import bind, quiet_bcast
-from .wire import EPOCH_DTYPE, RESULT_DTYPE, Tag, task_dtype
+from .wire import EPOCH_DTYPE, RESULT_DTYPE, Reply, Tag, task_dtype
 
 EMPTY = bytearray(0)
 
@@ -58,7 +59,7 @@ def abort_workers(comm: Any) -> None:
 
 
 class MPIExecutor:
-    def __init__(self, comm: Any, cfg: Config, stop: StopFlag) -> None:
+    def __init__(self, comm: Any, cfg: Config, stop: StopFlag, decide: Decide | None = None) -> None:
         self.comm = comm
         self.world_size = comm.Get_size()
         self.stop = stop
@@ -95,9 +96,7 @@ class MPIExecutor:
         self.result_buf = np.zeros(1, RESULT_DTYPE)
         self.signal_buf = np.zeros(1, np.int32)
         self.epoch_buf = np.zeros(1, EPOCH_DTYPE)
-        self.decide: Decide | None = None  # the pruning rule, set by the search loop when pruning is on
-        self.rungs = tuple(cfg.pruning.rungs)
-        self.stopping: dict[int, int] = {}  # candidate id -> the rung epoch a PRUNE was sent for
+        self.decide = decide  # the pruning rule (run/pruning.py), asked when a worker reports a rung; None: off
         self.t0 = now
         self.started: float | None = None
         self.startup = 0.0  # seconds from start-up to the first task (imports, data loading)
@@ -174,44 +173,7 @@ class MPIExecutor:
             self.comm.Recv([EMPTY, MPI.BYTE], source=src, tag=tag)
             self._ready(src, now)
         elif tag == Tag.RESULT:
-            buf = self.result_buf
-            self.comm.Recv([buf.view(np.uint8), MPI.BYTE], source=src, tag=tag)
-            rec = buf[0]
-            message = rec["message"].decode("utf-8", "replace")
-            if rec["id"] < 0:  # the worker could not start
-                self.live.discard(src)
-                self.failed_start[src] = message
-                if not self.live:
-                    first = min(self.failed_start)
-                    raise WorkerStartupError(f"no worker could start; rank {first}: {self.failed_start[first]}")
-                return None
-            task = self.pending.pop(src)
-            self.busy[src] += float(rec["seconds"])  # time the worker spent training, as it measured it
-            transit = max(0.0, now - self.since.get(src, now) - float(rec["seconds"]))  # messages, naps, queueing
-            self.idle[src] += transit
-            self.in_transit += transit
-            status = Status(int(rec["status"]))
-            if status == Status.DEVICE:  # its GPU is unusable: retire it, the candidate goes to another rank
-                self._retire(src, task, message)
-                return None
-            self._ready(src, now)
-            if status == Status.OOM and task.attempt == 0 and self.live - {src}:
-                # perhaps transient (a GPU shared with another job, fragmentation): once more, elsewhere
-                self.queue.appendleft(dataclasses.replace(task, attempt=1, avoid=src))
-                self._dispatch()
-                return None
-            if status == Status.OK:
-                self.trained_longest = max(self.trained_longest, float(rec["seconds"]))
-            rungs = [float(a) for a in rec["rungs"] if a >= 0]
-            result = TrainResult(status, float(rec["accuracy"]), float(rec["seconds"]),
-                                 int(rec["epochs"]), int(rec["restarts"]), message, rungs)
-            epoch = self.stopping.pop(task.id, None)
-            if epoch is not None and status == Status.OK:
-                # it finished before the PRUNE reached it: the rule's decision stands, so the record does not
-                # depend on timing (the seconds are what it really took)
-                result = pruned_result(self.rungs, rungs, epoch, result.restarts)
-                result.seconds = float(rec["seconds"])
-            return Done(task, result, src, rec["host"].decode())
+            return self._result(src, now)
         elif tag == Tag.EPOCH:  # a candidate at a pruning rung: answered only when the rule stops it
             buf = self.epoch_buf
             self.comm.Recv([buf.view(np.uint8), MPI.BYTE], source=src, tag=tag)
@@ -220,7 +182,6 @@ class MPIExecutor:
             if task is not None and task.id == int(rec["id"]) and self.decide is not None \
                     and self.decide(task, int(rec["epoch"]), float(rec["accuracy"])):
                 self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=src, tag=Tag.PRUNE)
-                self.stopping[task.id] = int(rec["epoch"])
         elif tag == Tag.SIGNAL:
             self.comm.Recv([self.signal_buf, MPI.INT32_T], source=src, tag=tag)
             if self.stop.signum is None:
@@ -232,6 +193,36 @@ class MPIExecutor:
         else:
             raise RuntimeError(f"unexpected MPI tag {tag} from rank {src}")
         return None
+
+    def _result(self, src: int, now: float) -> Done | None:
+        """A worker's RESULT: the task's result and where it ran; None when it is not one to record (a worker that
+        could not start, a device fault that retires the rank, an out-of-memory retried elsewhere)."""
+        self.comm.Recv([self.result_buf.view(np.uint8), MPI.BYTE], source=src, tag=Tag.RESULT)
+        reply = get(Reply, self.result_buf[0])
+        if reply.id < 0:  # the worker could not start
+            self.live.discard(src)
+            self.failed_start[src] = reply.message
+            if not self.live:
+                first = min(self.failed_start)
+                raise WorkerStartupError(f"no worker could start; rank {first}: {self.failed_start[first]}")
+            return None
+        task = self.pending.pop(src)
+        self.busy[src] += reply.seconds  # time the worker spent training, as it measured it
+        transit = max(0.0, now - self.since.get(src, now) - reply.seconds)  # messages, naps, queueing
+        self.idle[src] += transit
+        self.in_transit += transit
+        if reply.status == Status.DEVICE:  # its GPU is unusable: retire it, the candidate goes to another rank
+            self._retire(src, task, reply.message)
+            return None
+        self._ready(src, now)
+        if reply.status == Status.OOM and task.attempt == 0 and self.live - {src}:
+            # perhaps transient (a GPU shared with another job, fragmentation): once more, elsewhere
+            self.queue.appendleft(dataclasses.replace(task, attempt=1, avoid=src))
+            self._dispatch()
+            return None
+        if reply.status == Status.OK:
+            self.trained_longest = max(self.trained_longest, reply.seconds)
+        return Done(task, TrainResult(**fields_of(TrainResult, reply)), Where(**fields_of(Where, reply)))
 
     def _retire(self, rank: int, task: Task, message: str) -> None:
         self.live.discard(rank)

@@ -13,14 +13,15 @@ weights ever cross ranks. Status codes (training/result.py) are shared with the 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
+from typing import Annotated
 
 import numpy as np
 
-from ..config import MAX_RUNGS
-from ..training.result import MESSAGE_LEN
-
-HOST_LEN = 64
+from ..blocks.code import NSC_WIDTH
+from ..records import Col, dtype
+from ..training.result import TrainResult, Where
 
 
 class Tag(IntEnum):
@@ -38,20 +39,17 @@ def task_dtype(max_index: int) -> np.dtype:
     # blocks_per_stage: N of the candidate's network (BlockQNN-L's adaptive N)
     # attempt: 1 for a retry on another rank (training/faults.attempt)
     return np.dtype([("id", np.int64), ("seed", np.int64), ("blocks_per_stage", np.int16), ("attempt", np.int8),
-                     ("nsc", np.int16, (max_index, 5))])
+                     ("nsc", np.int16, (max_index, NSC_WIDTH))])
 
 
-RESULT_DTYPE = np.dtype([
-    ("id", np.int64),
-    ("status", np.int8),
-    ("accuracy", np.float64),  # validation accuracy, percent
-    ("seconds", np.float64),  # training wall time on the worker
-    ("epochs", np.int16),
-    ("restarts", np.int8),
-    ("rank", np.int32),
-    ("host", f"S{HOST_LEN}"),
-    ("message", f"S{MESSAGE_LEN}"),
-    ("rungs", np.float64, (MAX_RUNGS,)),  # accuracy at each pruning rung reached, -1 after
-])
+@dataclass
+class Reply(TrainResult, Where):
+    """A RESULT message: the task's id, what training it gave (TrainResult) and where it ran (Where), laid out from
+    their declarations (training/result.py), so the wire has no field list of its own."""
+
+    id: Annotated[int, Col("i8")] = 0
+
+
+RESULT_DTYPE = dtype(Reply)
 
 EPOCH_DTYPE = np.dtype([("id", np.int64), ("epoch", np.int16), ("accuracy", np.float64)])

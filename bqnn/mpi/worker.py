@@ -22,6 +22,7 @@ from __future__ import annotations
 import signal
 import socket
 import time
+from dataclasses import asdict
 from types import FrameType
 from typing import Any
 
@@ -30,13 +31,14 @@ from mpi4py import MPI
 
 from ..blocks.code import from_array
 from ..config import from_json
+from ..records import put
 from ..signals import STOP_SIGNALS, Stopped, held
 from ..training import faults
 from ..training.factory import make_trainer
-from ..training.result import Pruned, Status, Trainer, TrainResult, clip_text
+from ..training.result import STOP, Halt, Status, Trainer, TrainResult, Where
 from .backoff import WORKER_WINDOW, Backoff, precise_naps
 from .launch import bind, quiet_bcast
-from .wire import EPOCH_DTYPE, RESULT_DTYPE, Tag, task_dtype
+from .wire import EPOCH_DTYPE, RESULT_DTYPE, Reply, Tag, task_dtype
 
 EMPTY = bytearray(0)
 
@@ -48,7 +50,7 @@ class _Worker:
         self.current = -1  # the candidate being trained
         self.epoch = np.zeros(1, EPOCH_DTYPE)
         self.rank = comm.Get_rank()
-        self.host = socket.gethostname()[:64]
+        self.host = socket.gethostname()
         self.stop_code: int | None = None
         self.signalled = False
         self.result = np.zeros(1, RESULT_DTYPE)
@@ -59,31 +61,30 @@ class _Worker:
             self.signalled = True
             self.comm.Send([np.array([signum], np.int32), MPI.INT32_T], dest=0, tag=Tag.SIGNAL)
 
-    def stop_requested(self) -> bool:
-        """Polled once per batch: True when rank 0 stops the job; raises Pruned when it stops this candidate."""
+    def poll(self) -> Halt | None:
+        """Asked once per batch: STOP when rank 0 stops the job; Halt(k) when it stopped this candidate at the rung
+        after k epochs; None to go on."""
         if self.pruning and self.comm.Iprobe(source=0, tag=Tag.PRUNE):
             self.comm.Recv([self.epoch.view(np.uint8), MPI.BYTE], source=0, tag=Tag.PRUNE)
             if int(self.epoch[0]["id"]) == self.current:
-                raise Pruned(int(self.epoch[0]["epoch"]))
-        return bool(self.comm.Iprobe(source=0, tag=Tag.STOP))
+                return Halt(int(self.epoch[0]["epoch"]))
+        return STOP if self.comm.Iprobe(source=0, tag=Tag.STOP) else None
 
-    def on_rung(self, epoch: int, accuracy: float) -> None:
+    def on_rung(self, epoch: int, accuracy: float) -> bool:
         """Tell rank 0 the candidate's accuracy at a rung, and keep training: it answers only to stop it."""
-        buf = self.epoch
-        buf["id"], buf["epoch"], buf["accuracy"] = self.current, epoch, accuracy
-        self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.EPOCH)
+        if self.pruning:
+            buf = self.epoch
+            buf["id"], buf["epoch"], buf["accuracy"] = self.current, epoch, accuracy
+            self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.EPOCH)
+        return False
 
-    def send_result(self, task_id: int, r: TrainResult) -> None:
-        buf = self.result
-        buf["id"], buf["status"], buf["accuracy"], buf["seconds"] = task_id, int(r.status), r.accuracy, r.seconds
-        buf["epochs"], buf["restarts"], buf["rank"] = r.epochs, r.restarts, self.rank
-        buf["host"], buf["message"] = self.host.encode(), clip_text(r.message)
-        buf["rungs"] = -1.0  # not reached
-        buf["rungs"][0, : len(r.rungs)] = r.rungs
-        self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.RESULT)
+    def send_result(self, task_id: int, r: TrainResult, started: float = 0.0) -> None:
+        where = Where(self.rank, self.host, started, time.time() if started else 0.0)
+        put(self.result[0], Reply(**asdict(r), **asdict(where), id=task_id))
+        self.comm.Send([self.result.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.RESULT)
 
     def wait_message(self) -> MPI.Status:
-        """Probe and sleep (protocol.next_nap): short naps for 2 ms after a result, when the next task
+        """Probe and sleep (mpi/backoff.py): short naps for 2 ms after a result, when the next task
         is likely on its way, then up to 10 ms: an idle worker wakes ~100 times a second."""
         status = MPI.Status()
         wait, start = Backoff(window=WORKER_WINDOW), time.perf_counter()
@@ -141,11 +142,11 @@ def run_worker(comm: Any) -> int:
             raise RuntimeError(f"worker {w.rank}: rank 0 sent a task to a worker that could not start")
         faults.attempt.set(int(rec["attempt"]))
         w.current = int(rec["id"])
+        started = time.time()
         try:
             nsc = from_array(rec["nsc"], cfg.space.max_index)
-            more = {"on_rung": w.on_rung} if pruning else {}  # a trainer without pruning need not take on_rung
-            result = trainer.train(nsc, int(rec["seed"]), int(rec["id"]), interrupt=w.stop_requested,
-                                   blocks_per_stage=int(rec["blocks_per_stage"]), **more)
+            result = trainer.train(nsc, int(rec["seed"]), int(rec["id"]), poll=w.poll,
+                                   blocks_per_stage=int(rec["blocks_per_stage"]), on_rung=w.on_rung)
         except Stopped:
             continue  # STOP is waiting; the candidate is in the checkpoint as in flight
-        w.send_result(int(rec["id"]), result)
+        w.send_result(int(rec["id"]), result, started)

@@ -97,7 +97,7 @@ def write_report(directory: str | Path, state: SearchState, s: dict, out: Path,
     trained = state.candidates[state.candidates["repeat"] == 0]
     if cfg.pruning.rule != "none" and (trained["rungs"][:, 0] >= 0).any():
         trained = trained[np.argsort(trained["id"], kind="stable")]
-        cuts = Pruner(cfg.pruning).cutoffs(None, lambda: trained["rungs"])
+        cuts = Pruner(cfg.pruning).cutoffs_for(trained["rungs"])
         written.append(plots.rung_figure(out / "rungs.png", tuple(cfg.pruning.rungs), cfg.trainer.epochs, trained,
                                          cuts))
     if compare:

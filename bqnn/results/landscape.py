@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from ..blocks import budget
-from ..blocks.code import to_array
+from ..blocks.code import empty_codes, to_array
 from ..blocks.graph import graph
 from ..blocks.space import Space
 from ..config import RUNTIME_KEYS, Config, diff, from_json, to_json
@@ -105,7 +105,7 @@ def _empty(recipe: Config, blocks: list, seeds: list[int]) -> Table:
         recipe=to_json(recipe), seeds=seeds,
         hash=np.array([h.encode() for h, _ in blocks], dtype="S16"),
         nsc=(np.stack([to_array(nsc, recipe.space.max_index) for _, nsc in blocks]).astype(np.int8) if b
-             else np.zeros((0, recipe.space.max_index, 5), np.int8)),
+             else empty_codes(recipe.space.max_index).astype(np.int8)),
         params=np.array([c.params for c in costs], np.int64), flops=np.array([c.flops for c in costs], np.int64),
         density=np.array([graph(nsc).density for _, nsc in blocks], np.float64),
         status=np.full((b, s), NOT_TRAINED, np.int8), accuracy=np.full((b, s), np.nan, np.float32),

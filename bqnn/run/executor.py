@@ -17,7 +17,7 @@ import numpy as np
 
 from ..blocks.code import NSC
 from ..signals import StopFlag
-from ..training.result import Pruned, Status, Trainer, TrainResult
+from ..training.result import Status, Trainer, TrainResult, Where
 
 
 @dataclass
@@ -37,18 +37,16 @@ class Task:
 class Done:
     task: Task
     result: TrainResult
-    rank: int
-    host: str
+    where: Where  # which rank, which host, when
 
 
-# Rank 0's pruning rule (run/pruning.py through the loop): stop this task at the rung after `epoch` epochs, where
-# its validation accuracy is `accuracy`? Set by the loop when pruning is on; None: never asked.
+# The pruning rule (run/pruning.Pruner.decide), given to an executor as it is built: stop this task at the rung after
+# `epoch` epochs, where its validation accuracy is `accuracy`? None: pruning is off, nobody asks.
 Decide = Callable[[Task, int, float], bool]
 
 
 class Executor(Protocol):
     world_size: int
-    decide: Decide | None
 
     def submit(self, task: Task) -> None: ...
 
@@ -85,12 +83,13 @@ class LostWorker(Exception):
 
 class InlineExecutor:
     """World size 1: rank 0 trains each task itself, one at a time. While it trains, a stop signal raises
-    `signals.Stopped` out of the trainer (the flag is `interruptible`), so a checkpoint follows at once."""
+    `signals.Stopped` out of the trainer (the flag is `interruptible`), so a checkpoint follows at once. A rung is
+    answered at once by `decide` (the pruning rule), through the trainer's `on_rung`."""
 
     world_size = 1
 
-    def __init__(self, trainer: Trainer, stop: StopFlag) -> None:
-        self.decide: Decide | None = None
+    def __init__(self, trainer: Trainer, stop: StopFlag, decide: Decide | None = None) -> None:
+        self.decide = decide
         self.trainer = trainer
         self.stop = stop
         self.queue: deque[Task] = deque()
@@ -108,20 +107,16 @@ class InlineExecutor:
         if not self.queue:
             return []
         task = self.queue[0]
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         decide = self.decide
 
-        def on_rung(epoch: int, accuracy: float) -> None:  # the rule, asked at once: the candidate stops here
-            if decide is not None and decide(task, epoch, accuracy):
-                raise Pruned(epoch)
+        def on_rung(epoch: int, accuracy: float) -> bool:  # the rule, asked at once: the candidate stops here
+            return decide is not None and decide(task, epoch, accuracy)
 
         self.stop.interruptible = True
         try:
-            if decide is None:  # a trainer without pruning need not take on_rung
-                result = self.trainer.train(task.nsc, task.seed, task.id, blocks_per_stage=task.blocks_per_stage)
-            else:
-                result = self.trainer.train(task.nsc, task.seed, task.id, blocks_per_stage=task.blocks_per_stage,
-                                            on_rung=on_rung)
+            result = self.trainer.train(task.nsc, task.seed, task.id, blocks_per_stage=task.blocks_per_stage,
+                                        on_rung=on_rung)
         finally:
             self.stop.interruptible = False
             self.busy += time.perf_counter() - t0
@@ -130,7 +125,7 @@ class InlineExecutor:
             self.queue.appendleft(task)
             raise LostWorker(f"the device of this process on {self.host} failed while training candidate "
                              f"{task.id} ({result.message})")
-        return [Done(task, result, 0, self.host)]
+        return [Done(task, result, Where(0, self.host, started, time.time()))]
 
     def utilization(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         total = time.perf_counter() - self.start

@@ -25,7 +25,7 @@ from collections import deque
 import numpy as np
 
 from ..blocks.canon import canonical_hash
-from ..blocks.code import NSC, OPS, Layer, NSCError, Op, from_array, to_array, validate
+from ..blocks.code import NSC, OPS, Layer, NSCError, Op, empty_codes, from_array, to_array, validate
 from ..blocks.space import Space
 from ..config import Config
 from .base import Arrays, Attrs, Strategy, register
@@ -154,7 +154,7 @@ class EvolutionStrategy(Strategy):
 
     def state(self) -> tuple[Arrays, Attrs]:
         codes = [to_array(nsc, self.space.max_index) for nsc, _ in self.population]
-        return ({"population_nsc": np.stack(codes) if codes else np.zeros((0, self.space.max_index, 5), np.int16),
+        return ({"population_nsc": np.stack(codes) if codes else empty_codes(self.space.max_index),
                  "population_reward": np.array([r for _, r in self.population], np.float64)},
                 {"proposed": self.proposed, "rng": json.dumps(self.rng.bit_generator.state),
                  "rng_sample": json.dumps(self.sampler.rng.bit_generator.state)})

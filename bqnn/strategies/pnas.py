@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..blocks.canon import canonical_hash
-from ..blocks.code import NSC, Layer, from_array, terminal, to_array
+from ..blocks.code import NSC, Layer, empty_codes, from_array, terminal, to_array
 from ..blocks.space import Space
 from ..config import Config, PNASConfig
 from ..stats import spearman
@@ -130,7 +130,7 @@ class PNASStrategy(Strategy):
     # ------------------------------------------------------------- state
     def _stack(self, blocks: list[NSC]) -> np.ndarray:
         mi = self.space.max_index
-        return np.stack([to_array(b, mi) for b in blocks]) if blocks else np.zeros((0, mi, 5), np.int16)
+        return np.stack([to_array(b, mi) for b in blocks]) if blocks else empty_codes(mi)
 
     def state(self) -> tuple[Arrays, Attrs]:
         arrays = {

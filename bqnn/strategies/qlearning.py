@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..blocks.code import NSC, from_array, to_array
+from ..blocks.code import NSC, empty_codes, from_array, to_array
 from ..blocks.space import Space
 from ..config import Config
 from .base import Arrays, Attrs, Strategy, register
@@ -93,7 +93,7 @@ class QLearningStrategy(Strategy):
         mi = self.space.max_index
         arrays = self.agent.state_arrays(mi)
         arrays["pending_nsc"] = (np.stack([to_array(b, mi) for b, _ in self.pending]) if self.pending
-                                 else np.zeros((0, mi, 5), np.int16))
+                                 else empty_codes(mi))
         arrays["pending_reward"] = np.array([r for _, r in self.pending], dtype=np.float64)
         attrs = dict(self.agent.state_attrs(), q_init=self.agent.q_init, calibrated=int(self.calibrated))
         return arrays, attrs

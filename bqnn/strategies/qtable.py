@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blocks.code import NSC, Layer, Op, from_array, to_array
+from ..blocks.code import NSC, NSC_WIDTH, Layer, Op, from_array, to_array
 from ..blocks.space import START, Space
 from ..config import PAPER_SCHEDULE, check_schedule
 
@@ -91,11 +91,11 @@ class QLearningAgent:
         # Mirrors for checkpoints, kept up to date as the table grows, so that a snapshot is a few
         # slices: every (state, action) pair in the order it was first visited, and its value.
         self._pair_index: dict[Layer, dict[Layer, int]] = {}  # state -> action -> position
-        self._pair_state = np.zeros((1024, 5), np.int16)
-        self._pair_action = np.zeros((1024, 5), np.int16)
+        self._pair_state = np.zeros((1024, NSC_WIDTH), np.int16)
+        self._pair_action = np.zeros((1024, NSC_WIDTH), np.int16)
         self._pair_value = np.zeros(1024, np.float64)
         self._n_pairs = 0
-        self._memory_array = np.zeros((256, space.max_index, 5), np.int16)  # to_array of each memory key
+        self._memory_array = np.zeros((256, space.max_index, NSC_WIDTH), np.int16)  # to_array of each memory key
 
     # ------------------------------------------------------------ sampling
     def sample(self, epsilon: float) -> NSC:
@@ -217,7 +217,8 @@ class QLearningAgent:
     def load_state(self, arrays: dict[str, np.ndarray], attrs: dict) -> None:
         self.q, self._pair_index, self._n_pairs = {}, {}, 0
         size = max(1024, 2 * len(arrays["q_value"]))
-        self._pair_state, self._pair_action = np.zeros((size, 5), np.int16), np.zeros((size, 5), np.int16)
+        self._pair_state = np.zeros((size, NSC_WIDTH), np.int16)
+        self._pair_action = np.zeros((size, NSC_WIDTH), np.int16)
         self._pair_value = np.zeros(size, np.float64)
         pairs = zip(arrays["q_state"].tolist(), arrays["q_action"].tolist(), arrays["q_value"].tolist(), strict=True)
         for s, a, v in pairs:
@@ -231,7 +232,8 @@ class QLearningAgent:
             from_array(n, self.space.max_index): float(r)
             for n, r in zip(arrays["replay_nsc"], arrays["replay_reward"].tolist(), strict=True)
         }
-        self._memory_array = np.zeros((max(256, 2 * len(arrays["replay_nsc"])), self.space.max_index, 5), np.int16)
+        rows = max(256, 2 * len(arrays["replay_nsc"]))
+        self._memory_array = np.zeros((rows, self.space.max_index, NSC_WIDTH), np.int16)
         self._memory_array[: len(arrays["replay_nsc"])] = arrays["replay_nsc"]
         self.rng.bit_generator.state = json.loads(attrs["rng_sample"])
         self.replay_rng.bit_generator.state = json.loads(attrs["rng_replay"])

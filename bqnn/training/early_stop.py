@@ -11,8 +11,9 @@ every 5 epochs, MSRA init. If after epoch 1 the validation accuracy is no better
 than chance (1/classes), the network is rebuilt and restarted with lr x 0.4, at
 most 3 times. The reward's accuracy is the validation accuracy (held out of
 the training set) after the last epoch, in percent. With pruning on (`pruning.rule`), the validation
-accuracy is also measured after each rung epoch and reported (`on_rung`); `Pruned` ends the candidate
-there (training/result.py).
+accuracy is also measured after each rung epoch and reported (`on_rung`); the answer, or a later `Halt` from
+`poll`, ends the candidate there (training/result.py). Injected faults (tests) are armed on the model as it is
+built (`_arm`), so the training loop itself never looks for them.
 
 Speed (none of it changes what is searched): the data sit on the device and a batch is an
 index_select there; losses and correct counts accumulate on the device and are read once per
@@ -37,6 +38,7 @@ import dataclasses
 import math
 import time
 import traceback
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -46,10 +48,9 @@ from ..config import Config
 from ..data.splits import Splits, epoch_batches, load_splits
 from ..nets.cpu_kernels import use_cpu_kernels
 from ..nets.network import build_network
-from ..signals import Stopped
 from .device import backend_options, speed_options
 from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, OOM_MESSAGE, InjectedFault, scheduled
-from .result import Interrupt, OnRung, Pruned, Status, TrainResult, is_device_fault, pruned_result, rung_epochs
+from .result import OnRung, Poll, Status, TrainResult, ask, is_device_fault, pruned_result, rung_epochs
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -60,6 +61,49 @@ def _tail(e: BaseException, lines: int = 3) -> str:
     tb = traceback.format_exception(type(e), e, e.__traceback__)
     frames = "".join(tb[-(lines + 1):-1]).strip().replace("\n", " | ")
     return f"{type(e).__name__}: {e} [{frames}]"
+
+
+@dataclass
+class _Candidate:
+    """One call's state (the trainer itself keeps none, so it is reentrant): how to ask for a stop, whom to tell
+    each rung, the fault to inject, the rung accuracies and restarts so far."""
+
+    poll: Poll
+    on_rung: OnRung
+    fault: str
+    reported: list[float] = field(default_factory=list)
+    restarts: int = 0
+
+
+class _PrunedAt(Exception):
+    """Ends a candidate at the rung after `epoch` epochs, from inside its batch loop (private to this trainer)."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(epoch)
+        self.epoch = epoch
+
+
+def _arm(model: torch.nn.Module, fault: str) -> None:
+    """Inject `fault` (training/faults.py) into the model's first forward pass, once: a hook set up when the model is
+    built, so the training loop itself never looks for faults. "nan" makes the first batch's output (and loss) NaN;
+    "hang" sleeps, deaf to everything, as a process stuck in a driver call; the others raise what a real failure
+    raises, for the trainer's own handlers to classify."""
+    if fault == "none":
+        return
+
+    def once(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        handle.remove()
+        if fault == "exception":
+            raise InjectedFault(EXCEPTION_MESSAGE)
+        if fault == "oom":
+            raise torch.OutOfMemoryError(OOM_MESSAGE)
+        if fault == "device":
+            raise RuntimeError(DEVICE_MESSAGE)
+        if fault == "hang":
+            time.sleep(HANG_SECONDS)
+        return output * float("nan") if fault == "nan" else output
+
+    handle = model.register_forward_hook(once)
 
 
 class EarlyStopTrainer:
@@ -76,28 +120,22 @@ class EarlyStopTrainer:
         self.narrow_bn_contiguous = cpu_auto[self.t.narrow_bn_contiguous]
         backend_options(self.t.cudnn_benchmark and device.type == "cuda", self.t.deterministic)
         self.splits = splits if splits is not None else load_splits(cfg.data, device)
-        self.interrupt: Interrupt = None
-        self.model_params = 0
+        self.model_params = 0  # of the last network built (tests compare it with the analytic count)
         self.rungs = rung_epochs(cfg.pruning)
-        self.on_rung: OnRung = None
-        self.reported: list[float] = []  # the candidate's rung accuracies so far
-        self.restarts = 0
 
-    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None,
+    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, poll: Poll = None,
               blocks_per_stage: int = 0, on_rung: OnRung = None) -> TrainResult:
-        """Train one candidate. `interrupt`, if given, is polled once per batch; when it returns
-        True, `Stopped` is raised (the caller is being stopped, the candidate will be retrained).
-        `blocks_per_stage`: N of its network (BlockQNN-L's adaptive N; 0: as configured). `on_rung`: told
-        each rung's accuracy; `Pruned` from it or from `interrupt` ends the candidate at that rung."""
+        """Train one candidate. `poll`, if given, is asked once per batch (training/result.py: `STOP` raises
+        signals.Stopped, the candidate will be retrained; `Halt(k)` ends it at the rung after k epochs).
+        `blocks_per_stage`: N of its network (BlockQNN-L's adaptive N; 0: as configured). `on_rung`: told each
+        rung's accuracy; True ends the candidate at that rung."""
         start = time.perf_counter()
-        fault = scheduled(self.t, candidate_id)
-        self.interrupt, self.on_rung = interrupt, on_rung
-        self.reported, self.restarts = [], 0
+        run = _Candidate(poll, on_rung, scheduled(self.t, candidate_id))
         result = TrainResult(Status.OK)
         try:
-            result = self._train(nsc, seed, fault, blocks_per_stage)
-        except Pruned as p:
-            result = pruned_result(self.rungs, self.reported, p.epoch, self.restarts)
+            result = self._train(nsc, seed, run, blocks_per_stage)
+        except _PrunedAt as p:
+            result = pruned_result(self.rungs, run.reported, p.epoch, run.restarts)
         except Exception as e:  # a candidate's failure is a result, never a crash
             status = Status.OOM if _is_oom(e) else Status.DEVICE if is_device_fault(str(e)) else Status.ERROR
             # a device fault is about the GPU, not the candidate: its own words, for the line that retires the rank
@@ -110,73 +148,64 @@ class EarlyStopTrainer:
         result.seconds = time.perf_counter() - start
         return result
 
-    def _train(self, nsc: NSC, seed: int, fault: str, blocks_per_stage: int = 0) -> TrainResult:
+    def _train(self, nsc: NSC, seed: int, run: _Candidate, blocks_per_stage: int = 0) -> TrainResult:
         t, s = self.t, self.splits
         network = (dataclasses.replace(self.cfg.network, blocks_per_stage=blocks_per_stage) if blocks_per_stage
                    else self.cfg.network)
         chance = 100.0 / s.num_classes
-        restarts = 0
         while True:
-            self.restarts, self.reported = restarts, []
-            torch.manual_seed(seed + restarts)
-            gen = torch.Generator(device=self.device).manual_seed(seed + restarts)
+            run.reported = []
+            torch.manual_seed(seed + run.restarts)
+            gen = torch.Generator(device=self.device).manual_seed(seed + run.restarts)
             model = build_network(nsc, network, s.in_channels, s.size, s.num_classes).to(self.device)
-            self.model_params = sum(p.numel() for p in model.parameters())  # of the last network built
+            self.model_params = sum(p.numel() for p in model.parameters())
             if self.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             use_cpu_kernels(model, self.avg_pool_conv, self.narrow_bn_contiguous)
-            lr = t.lr * t.restart_lr_factor ** restarts
+            _arm(model, run.fault)
+            lr = t.lr * t.restart_lr_factor ** run.restarts
             opt = torch.optim.Adam(model.parameters(), lr=lr, betas=t.betas, eps=t.adam_eps,
                                    fused=self.fused_adam or None)
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_step, gamma=t.lr_decay)
             restart = False
             for epoch in range(t.epochs):
-                loss_sum = self._epoch(model, opt, gen, fault if epoch == 0 else "none")
+                loss_sum = self._epoch(model, opt, gen, run)
                 if not math.isfinite(loss_sum):
-                    return TrainResult(Status.NAN, epochs=epoch + 1, restarts=restarts,
+                    return TrainResult(Status.NAN, epochs=epoch + 1, restarts=run.restarts,
                                        message=f"loss is {loss_sum} in epoch {epoch + 1}")
                 sched.step()
                 accuracy = None
-                if epoch == 0 and restarts < t.max_restarts and t.epochs > 1:
+                if epoch == 0 and run.restarts < t.max_restarts and t.epochs > 1:
                     accuracy = self.evaluate(model)
                     if accuracy <= chance:
                         restart = True
                         break
                 if epoch + 1 in self.rungs:
-                    self._rung(epoch + 1, accuracy if accuracy is not None else self.evaluate(model))
+                    self._rung(run, epoch + 1, accuracy if accuracy is not None else self.evaluate(model))
             if not restart:
-                return TrainResult(Status.OK, accuracy=self.evaluate(model), epochs=t.epochs, restarts=restarts,
-                                   rungs=list(self.reported))
-            restarts += 1
+                return TrainResult(Status.OK, accuracy=self.evaluate(model), epochs=t.epochs, restarts=run.restarts,
+                                   rungs=list(run.reported))
+            run.restarts += 1
 
-    def _rung(self, epoch: int, accuracy: float) -> None:
-        self.reported.append(accuracy)
-        if self.on_rung is not None:
-            self.on_rung(epoch, accuracy)  # may raise Pruned
+    def _rung(self, run: _Candidate, epoch: int, accuracy: float) -> None:
+        run.reported.append(accuracy)
+        if run.on_rung is not None and run.on_rung(epoch, accuracy):
+            raise _PrunedAt(epoch)
 
-    def _epoch(self, model: torch.nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, fault: str) -> float:
+    def _epoch(self, model: torch.nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
+               run: _Candidate) -> float:
         s = self.splits
         model.train()
         loss_sum = torch.zeros((), device=self.device)
-        for i, idx in enumerate(epoch_batches(len(s.train_y), self.t.batch_size, gen, self.device)):
-            if self.interrupt is not None and self.interrupt():
-                raise Stopped()
+        for idx in epoch_batches(len(s.train_y), self.t.batch_size, gen, self.device):
+            halt = ask(run.poll)  # raises signals.Stopped when the job stops
+            if halt:
+                raise _PrunedAt(halt)
             x, y = s.train_x.index_select(0, idx), s.train_y.index_select(0, idx)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 loss = F.cross_entropy(model(x), y)
-            if fault != "none" and i == 0:
-                if fault == "exception":
-                    raise InjectedFault(EXCEPTION_MESSAGE)
-                if fault == "oom":
-                    raise torch.OutOfMemoryError(OOM_MESSAGE)
-                if fault == "device":
-                    raise RuntimeError(DEVICE_MESSAGE)
-                if fault == "hang":
-                    time.sleep(HANG_SECONDS)  # deaf to STOP, as a process stuck in a driver call is
-                if fault == "nan":
-                    loss = loss * float("nan")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

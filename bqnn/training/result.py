@@ -1,35 +1,55 @@
-"""What training one candidate gives back, and the interface every trainer has.
+"""What training one candidate gives back and where it ran, and the interface every trainer has.
 
 Used as a library by the trainers (training/), rank 0's loop (run/), the MPI wire format (mpi/) and the
 report. No torch: rank 0 and simulated workers import it.
 
     class MyTrainer:                       # satisfies `Trainer`
-        def train(self, nsc, seed, candidate_id=-1, interrupt=None, blocks_per_stage=0,
+        def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0,
                   on_rung=None) -> TrainResult: ...
 
-A failed candidate is a result, never a crash: an exception, a NaN loss or running out of memory comes
-back with that status and a message (at most MESSAGE_LEN bytes, the tail of a traceback kept). A
-trainer raises `signals.Stopped` only when `interrupt()` says the job is stopping.
+`TrainResult` (what a trainer returns) and `Where` (which rank trained it, on which host, when) are the trainer's
+and the executor's parts of a candidate's one record (run/candidates.py `Candidate` extends both): their fields
+are declared once, here, with their numpy layout (bqnn/records.py), and the MPI reply, the candidate table and
+search.h5 are laid out from them.
 
-Pruning (run/pruning.py): with `pruning.rule` set, a trainer evaluates the candidate after each rung epoch,
-keeps the accuracy in `TrainResult.rungs` and calls `on_rung(epoch, accuracy)`. Whoever decides raises
-`Pruned(epoch)`, from `on_rung` or later from `interrupt()` (a worker polls for rank 0's answer once per
-batch); the trainer ends the candidate there with status PRUNED, the rung's accuracy and epochs.
+A failed candidate is a result, never a crash: an exception, a NaN loss or running out of memory comes
+back with that status and a message (at most MESSAGE_LEN bytes, the tail of a traceback kept). A trainer raises
+`signals.Stopped` only when `poll()` says the job is stopping.
+
+Pruning (run/pruning.py decides): a trainer measures the validation accuracy after each rung epoch
+(`rung_epochs`), keeps it in `TrainResult.rungs` and tells `on_rung(epoch, accuracy)`; a True answer ends the
+candidate there (one process: the rule answers at once). Under MPI the answer comes later: `poll()`, asked once per
+batch, returns `Halt(epoch)` when rank 0 has stopped the candidate at that earlier rung. Either way the trainer ends
+it with status PRUNED, that rung's accuracy and epochs (`pruned_result`). Trainers carry these messages; none of
+them knows the rule.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol
+from typing import Annotated, Protocol
 
 from ..blocks.code import NSC
-from ..config import PruningConfig
+from ..config import MAX_RUNGS, PruningConfig
+from ..records import Col, clip
+from ..signals import Stopped
 
 MESSAGE_LEN = 256  # bytes of a result's message (error text, traceback tail), on the wire and in search.h5
+HOST_LEN = 64  # bytes of a host name, on the wire and in search.h5
 
-Interrupt = Callable[[], bool] | None
-OnRung = Callable[[int, float], None] | None  # (epochs trained, validation accuracy in percent) at each rung
+
+@dataclass(frozen=True)
+class Halt:
+    """What `poll()` returns when the candidate must end: `prune_at` 0 when the job stops (the trainer raises
+    signals.Stopped), else the rung epoch at which rank 0 stopped this candidate."""
+
+    prune_at: int = 0
+
+
+STOP = Halt()
+Poll = Callable[[], Halt | None] | None
+OnRung = Callable[[int, float], bool] | None  # (epochs trained, validation accuracy %) -> end the candidate here?
 
 
 class Status(IntEnum):
@@ -41,15 +61,6 @@ class Status(IntEnum):
     LOST = 5  # the worker went away while training it
     DEVICE = 6  # the worker's device failed (a sticky CUDA error): never recorded, the task goes to another rank
     PRUNED = 7  # stopped at a rung by the pruning rule: its accuracy is the rung's, its epochs the rung's
-
-
-class Pruned(BaseException):
-    """Raised into a trainer (by `on_rung` or `interrupt`) to stop the candidate at the rung after `epoch`
-    epochs. A BaseException, like signals.Stopped, so that a trainer's handler for failures lets it through."""
-
-    def __init__(self, epoch: int) -> None:
-        super().__init__(epoch)
-        self.epoch = epoch
 
 
 def is_device_fault(text: str) -> bool:
@@ -66,15 +77,41 @@ DEVICE_FAULT_WORDS = ("illegal memory access", "illegal address", "device-side a
 
 @dataclass
 class TrainResult:
-    """What training one candidate gives back."""
+    """What training one candidate gives back: the trainer's part of the candidate's record."""
 
-    status: Status
-    accuracy: float = 0.0  # percent, validation
-    seconds: float = 0.0
-    epochs: int = 0
-    restarts: int = 0
-    message: str = ""
-    rungs: list[float] = field(default_factory=list)  # validation accuracy at each rung reached (pruning.rungs)
+    status: Annotated[int, Col("i1")] = 0  # Status
+    accuracy: Annotated[float, Col("f8")] = 0.0  # percent, validation
+    seconds: Annotated[float, Col("f8")] = 0.0  # training wall time (0 for repeats)
+    epochs: Annotated[int, Col("i2")] = 0
+    restarts: Annotated[int, Col("i1")] = 0
+    message: Annotated[str, Col(f"S{MESSAGE_LEN}", text="tail")] = ""
+    # validation accuracy at each rung reached (pruning.rungs), NOT_REACHED (-1) after
+    rungs: Annotated[list[float], Col("f8", (MAX_RUNGS,), fill=-1.0)] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.status = Status(int(self.status))
+        self.rungs = list(self.rungs)
+
+
+@dataclass
+class Where:
+    """Which rank trained a candidate, on which host, and when: the executor's part of the record."""
+
+    rank: Annotated[int, Col("i4")] = -1  # worker rank (0: rank 0 itself; -1: not trained, answered from the cache)
+    host: Annotated[str, Col(f"S{HOST_LEN}")] = ""
+    started: Annotated[float, Col("f8")] = 0.0  # Unix time the training began (0: not trained here, or not known)
+    ended: Annotated[float, Col("f8")] = 0.0  # Unix time it ended
+
+
+def ask(poll: Poll) -> int:
+    """Ask `poll` once: raise signals.Stopped when the job stops; else the rung epoch to end the candidate at, or
+    0 to go on."""
+    halt = poll() if poll is not None else None
+    if halt is None:
+        return 0
+    if not halt.prune_at:
+        raise Stopped()
+    return halt.prune_at
 
 
 def pruned_result(rungs: Sequence[int], accuracies: list[float], epoch: int, restarts: int = 0) -> TrainResult:
@@ -87,11 +124,11 @@ def pruned_result(rungs: Sequence[int], accuracies: list[float], epoch: int, res
 class Trainer(Protocol):
     """Trains one candidate: the early-stop trainer (real), the simulated one, or anything with this method."""
 
-    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None,
+    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, poll: Poll = None,
               blocks_per_stage: int = 0, on_rung: OnRung = None) -> TrainResult:
-        """`interrupt`, if given, is polled while training; when it returns True the trainer raises
-        `signals.Stopped`. `blocks_per_stage`: N of the candidate's network (0: as configured). `on_rung`:
-        called at each rung when pruning is on; `Pruned` raised by it or by `interrupt` ends the candidate."""
+        """`poll`, if given, is asked while training (once per batch): `STOP` makes the trainer raise
+        `signals.Stopped`, `Halt(k)` ends the candidate at the rung after k epochs. `blocks_per_stage`: N of the
+        candidate's network (0: as configured). `on_rung`: told each rung's accuracy; True ends the candidate."""
         ...
 
 
@@ -109,8 +146,4 @@ def candidate_seed(search_seed: int, block_hash: str) -> int:
 
 def clip_text(text: str, limit: int = MESSAGE_LEN) -> bytes:
     """UTF-8 bytes of `text` that fit `limit`, keeping the end (the useful part of a traceback)."""
-    data = text.encode("utf-8", "replace")
-    if len(data) <= limit:
-        return data
-    data = b"..." + data[-(limit - 3):]
-    return data.decode("utf-8", "ignore").encode("utf-8")[:limit]
+    return clip(text, limit, "tail")

@@ -16,9 +16,8 @@ from ..blocks.canon import canonical_hash
 from ..blocks.code import NSC
 from ..blocks.graph import graph
 from ..config import Config
-from ..signals import Stopped
 from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, scheduled
-from .result import Interrupt, OnRung, Pruned, Status, TrainResult, pruned_result, rung_epochs
+from .result import OnRung, Poll, Status, TrainResult, ask, pruned_result, rung_epochs
 
 SLICE = 0.05  # seconds a simulated training sleeps between looks for a stop or a pruning answer (a real one
 # looks every batch)
@@ -117,7 +116,7 @@ class SimulatedTrainer:
         self.t = cfg.trainer
         self.rungs = rung_epochs(cfg.pruning)
 
-    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None,
+    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, poll: Poll = None,
               blocks_per_stage: int = 0, on_rung: OnRung = None) -> TrainResult:
         start = time.perf_counter()
         duration = 0.0
@@ -126,10 +125,10 @@ class SimulatedTrainer:
             duration = self.t.sim_seconds * math.exp(self.t.sim_sigma * rng.standard_normal())
         fault = scheduled(self.t, candidate_id)
         if self.rungs and fault == "none":
-            result = self._by_epoch(nsc, start, duration, interrupt, on_rung)
+            result = self._by_epoch(nsc, start, duration, poll, on_rung)
             result.seconds = time.perf_counter() - start
             return result
-        _sleep_until(start + duration, interrupt)
+        _sleep_until(start + duration, poll)  # no rungs reported on this path: nothing to stop it at
         if fault == "exception":
             result = TrainResult(Status.ERROR, message=f"InjectedFault: {EXCEPTION_MESSAGE}")
         elif fault == "nan":
@@ -147,28 +146,27 @@ class SimulatedTrainer:
         result.seconds = time.perf_counter() - start
         return result
 
-    def _by_epoch(self, nsc: NSC, start: float, duration: float, interrupt: Interrupt,
-                  on_rung: OnRung) -> TrainResult:
+    def _by_epoch(self, nsc: NSC, start: float, duration: float, poll: Poll, on_rung: OnRung) -> TrainResult:
         epochs = self.t.epochs
         curve = simulated_curve(nsc, epochs)
         reported: list[float] = []
-        try:
-            for epoch in range(1, epochs + 1):
-                _sleep_until(start + duration * epoch / epochs, interrupt)
-                if interrupt is not None and interrupt():  # once per epoch even without sleeping
-                    raise Stopped()
-                if epoch in self.rungs:
-                    reported.append(curve[epoch - 1])
-                    if on_rung is not None:
-                        on_rung(epoch, curve[epoch - 1])
-        except Pruned as p:
-            return pruned_result(self.rungs, reported, p.epoch)
+        for epoch in range(1, epochs + 1):
+            halt = _sleep_until(start + duration * epoch / epochs, poll) or ask(poll)  # once an epoch at least
+            if halt:
+                return pruned_result(self.rungs, reported, halt)
+            if epoch in self.rungs:
+                reported.append(curve[epoch - 1])
+                if on_rung is not None and on_rung(epoch, curve[epoch - 1]):
+                    return pruned_result(self.rungs, reported, epoch)
         return TrainResult(Status.OK, accuracy=curve[-1], epochs=epochs, rungs=reported)
 
 
-def _sleep_until(end: float, interrupt: Interrupt) -> None:
-    """Sleep in slices so that a stop (or a pruning answer, raised by `interrupt`) is noticed."""
+def _sleep_until(end: float, poll: Poll) -> int:
+    """Sleep in slices, asking `poll` after each (signals.Stopped when the job stops); the rung epoch rank 0
+    stopped the candidate at, as soon as it says so, or 0."""
     while (left := end - time.perf_counter()) > 0:
         time.sleep(min(left, SLICE))
-        if interrupt is not None and interrupt():
-            raise Stopped()
+        halt = ask(poll)
+        if halt:
+            return halt
+    return 0

@@ -26,8 +26,7 @@ from ..blocks.canon import canonical_hash
 from ..blocks.code import NSC
 from ..config import Config, diff, from_json
 from ..landscape.table import NOT_TRAINED, Table, TableError
-from ..signals import Stopped
-from .result import Interrupt, OnRung, Pruned, Status, TrainResult, pruned_result, rung_epochs
+from .result import OnRung, Poll, Status, TrainResult, ask, pruned_result, rung_epochs
 
 SLICE = 0.05  # seconds between looks for a stop or a pruning answer while sleeping
 # Keys that decide what a training gives: a search answered from the table must have the table's values.
@@ -58,7 +57,7 @@ class TableTrainer:
         self.rungs = rung_epochs(cfg.pruning)
         self.epochs = self.table.epochs
 
-    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, interrupt: Interrupt = None,
+    def train(self, nsc: NSC, seed: int, candidate_id: int = -1, poll: Poll = None,
               blocks_per_stage: int = 0, on_rung: OnRung = None) -> TrainResult:
         row = self.table.row(canonical_hash(nsc))
         if row is None:
@@ -72,32 +71,32 @@ class TableTrainer:
         restarts = int(self.table.restarts[row, s])
         curve = [float(a) for a in self.table.curve[row, s]]
         if status != Status.OK:
-            self._sleep(seconds, interrupt)
+            self._sleep(seconds, poll)
             return TrainResult(status, seconds=seconds, restarts=restarts,
                                message=f"as trained for the landscape table (seed {self.table.seeds[s]})")
         reported: list[float] = []
-        try:
-            for epoch in range(1, self.epochs + 1):
-                self._sleep(seconds / self.epochs, interrupt)
-                if epoch in self.rungs:
-                    reported.append(curve[epoch - 1])
-                    if on_rung is not None:
-                        on_rung(epoch, curve[epoch - 1])
-        except Pruned as p:
-            result = pruned_result(self.rungs, reported, p.epoch, restarts)
-            result.seconds = seconds * p.epoch / self.epochs
-            return result
+        for epoch in range(1, self.epochs + 1):
+            stop_at = self._sleep(seconds / self.epochs, poll)
+            if not stop_at and epoch in self.rungs:
+                reported.append(curve[epoch - 1])
+                if on_rung is not None and on_rung(epoch, curve[epoch - 1]):
+                    stop_at = epoch
+            if stop_at:
+                result = pruned_result(self.rungs, reported, stop_at, restarts)
+                result.seconds = seconds * stop_at / self.epochs
+                return result
         return TrainResult(Status.OK, accuracy=curve[-1], seconds=seconds, epochs=self.epochs, restarts=restarts,
                            rungs=reported)
 
-    def _sleep(self, seconds: float, interrupt: Interrupt) -> None:
-        """Sleep `seconds` x the time scale in slices, looking for a stop (or a pruning answer, which `interrupt`
-        raises) after each; look once even without sleeping."""
+    def _sleep(self, seconds: float, poll: Poll) -> int:
+        """Sleep `seconds` x the time scale in slices, asking `poll` after each (and once without sleeping):
+        the rung epoch rank 0 stopped the candidate at, or 0 (signals.Stopped when the job stops)."""
         end = time.perf_counter() + seconds * self.scale
         while True:
-            if interrupt is not None and interrupt():
-                raise Stopped()
+            halt = ask(poll)
+            if halt:
+                return halt
             left = end - time.perf_counter()
             if left <= 0:
-                return
+                return 0
             time.sleep(min(left, SLICE))

@@ -55,7 +55,8 @@ def test_blockqnn_l_under_mpi_rejects_on_the_master(tmp_path):
 
 
 EXHAUSTIVE = ["--config", "/dev/null", "--set", "trainer.kind=simulated", "--set", "search.strategy=exhaustive",
-              "--set", "space.max_index=4", "--set", "search.blocks_per_iteration=8", "--set", "trainer.sim_seconds=0.05",
+              "--set", "space.max_index=4", "--set", "search.blocks_per_iteration=8",
+              "--set", "trainer.sim_seconds=0.05",
               "--set", "search.checkpoint_interval=0", "--set", "pruning.record=true", "--set", "pruning.rungs=[1,5]"]
 
 

@@ -27,7 +27,8 @@ def test_a_search_on_a_table_under_mpi_answers_the_tables_numbers_and_prunes(tmp
         table.accuracy[:, s] += s / 2
         table.curve[:, s] += s / 2
     table.write(tmp_path / "t.h5")
-    args = [x for s in [*RECIPE, "trainer.kind=table", f"trainer.table={tmp_path / 't.h5'}", "search.strategy=qlearning",
+    args = [x for s in [*RECIPE, "trainer.kind=table", f"trainer.table={tmp_path / 't.h5'}",
+                        "search.strategy=qlearning",
                         "search.schedule=[[1.0, 4], [0.3, 4]]", "search.blocks_per_iteration=8",
                         "search.replay_samples=8", "pruning.rule=median", "pruning.rungs=[1,2]",
                         "pruning.record=false", "pruning.min_candidates=8", "trainer.table_time_scale=1.0"]

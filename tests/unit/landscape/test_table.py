@@ -11,10 +11,10 @@ import pytest
 from bqnn.blocks.space import Space
 from bqnn.config import load
 from bqnn.landscape.check import check
-from bqnn.landscape.table import NOT_TRAINED, Table, TableError
+from bqnn.landscape.table import NOT_TRAINED, Table
 from bqnn.results.landscape import build
 from bqnn.strategies.exhaustive import distinct_blocks
-from bqnn.training.result import Pruned, Status
+from bqnn.training.result import Status
 from bqnn.training.table import TableTrainer
 from tests.conftest import ROOT, needs_fashion, run_module, search_in_process
 
@@ -95,13 +95,12 @@ def test_rungs_come_from_the_curve_and_pruning_charges_the_epochs_trained(noisy_
     h, nsc = distinct_blocks(Space(4))[7]
     i, s = trainer.table.row(h), 4 % 3
     seen = []
-    r = trainer.train(nsc, 4, on_rung=lambda e, a: seen.append((e, a)))
+    r = trainer.train(nsc, 4, on_rung=lambda e, a: seen.append((e, a)) is not None)
     curve = trainer.table.curve[i, s]
     assert seen == [(1, float(curve[0])), (3, float(curve[2]))] and r.rungs == [float(curve[0]), float(curve[2])]
 
     def stop_at_3(epoch, accuracy):
-        if epoch == 3:
-            raise Pruned(3)
+        return epoch == 3
 
     p = trainer.train(nsc, 4, on_rung=stop_at_3)
     assert (p.status, p.epochs, p.accuracy) == (Status.PRUNED, 3, float(curve[2]))

@@ -36,7 +36,7 @@ def finished(tmp_path):
 
 def test_layout_is_plain_data(finished):
     with h5py.File(finished / "search.h5") as f:
-        assert f.attrs["format"] == "bqnn-search" and int(f.attrs["schema_version"]) == 4
+        assert f.attrs["format"] == "bqnn-search" and int(f.attrs["schema_version"]) == checkpoint.SCHEMA_VERSION
         assert int(f.attrs["iteration"]) == int(f.attrs["iterations_total"]) == 5
         for name in ("candidates", "cache/hash", "cache/id", "inflight/id", "inflight/nsc", "strategy/q_state",
                      "strategy/q_value", "strategy/replay_nsc", "utilization/busy"):
@@ -86,7 +86,7 @@ def test_a_schema_1_file_is_upgraded_and_resumes(finished, tmp_path):
 
     cfg = from_json(state.config_json)
     m = Master(cfg, old, InlineExecutor(SimulatedTrainer(cfg), StopFlag()), StopFlag(), log=lambda s: None, state=state)
-    assert m.sizes == [6] * 3 and m.starts == [0, 6, 12]  # derived from blocks_per_iteration
+    assert m.iterations.sizes == [6] * 3 and m.iterations.starts == [0, 6, 12]  # derived from blocks_per_iteration
 
 
 def test_a_schema_2_pnas_file_is_upgraded(tmp_path):
@@ -116,7 +116,8 @@ def test_a_schema_2_pnas_file_is_upgraded(tmp_path):
     assert state.candidates.dtype == new.candidates.dtype
     checkpoint.save(old, state)
     with h5py.File(old / "search.h5") as f:
-        assert int(f.attrs["schema_version"]) == 4 and f["strategy/observed"][()].tolist() == [2, 0]
+        assert int(f.attrs["schema_version"]) == checkpoint.SCHEMA_VERSION
+        assert f["strategy/observed"][()].tolist() == [2, 0]
 
 
 def test_truncated_checkpoint_resumes_from_backup(tmp_path):

@@ -50,11 +50,11 @@ def finished(tmp_path_factory):
     inner = SimulatedTrainer(cfg)
 
     class StopInIteration3:
-        def train(self, nsc, seed, candidate_id=-1, interrupt=None, blocks_per_stage=0):
+        def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0, on_rung=None):
             calls.append(candidate_id)
             if candidate_id >= 14:
                 stop.handler(signal.SIGTERM, None)
-            return inner.train(nsc, seed, candidate_id, interrupt, blocks_per_stage)
+            return inner.train(nsc, seed, candidate_id, poll, blocks_per_stage, on_rung)
 
     out = tmp_path_factory.mktemp("damage") / "stopped"
     assert Master(cfg, out, InlineExecutor(StopInIteration3(), stop), stop, log=lambda line: None).run() == 143

@@ -29,11 +29,11 @@ class Recording:
         self.inner, self.stop, self.stop_at = SimulatedTrainer(cfg), stop, stop_at
         self.calls: list[tuple[int, str, int]] = []
 
-    def train(self, nsc, seed, candidate_id=-1, interrupt=None, blocks_per_stage=0):
+    def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0, on_rung=None):
         if len(self.calls) == self.stop_at:
             self.stop.handler(signal.SIGTERM, None)  # as the signal would: raises Stopped while training
         self.calls.append((candidate_id, canonical_hash(nsc), blocks_per_stage))
-        return self.inner.train(nsc, seed, candidate_id, interrupt, blocks_per_stage)
+        return self.inner.train(nsc, seed, candidate_id, poll, blocks_per_stage, on_rung)
 
 
 def run(cfg, out, stop_at=-1, state=None):
@@ -108,7 +108,7 @@ def test_a_stopped_search_resumes_to_the_uninterrupted_result(tmp_path, stop_at)
     state, _, warning = checkpoint.load(tmp_path / "part")
     assert warning is None and state.next_id > len(state.candidates)  # stopped with candidates in flight
     resumed, trainer, code = run(cfg, tmp_path / "part", state=state)
-    assert code == 0 and resumed.runs == 2
+    assert code == 0 and resumed.clock.runs == 2
     a, b = by_id(whole.records.array()), by_id(resumed.records.array())
     for field in ("id", "iteration", "nsc", "hash", "status", "repeat", "accuracy", "reward", "flops", "params",
                   "blocks", "epsilon"):
@@ -128,7 +128,7 @@ class Watching(Recording):
         self.returned: list[tuple[float, int]] = []  # (time the result came back, id)
         self.seen: list[tuple[float, set[int], list[tuple[float, int]]]] = []
 
-    def train(self, nsc, seed, candidate_id=-1, interrupt=None, blocks_per_stage=0):
+    def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0, on_rung=None):
         import time
 
         import h5py
@@ -140,7 +140,7 @@ class Watching(Recording):
                 on_disk = set(f["candidates"]["id"].tolist())
         self.seen.append((now, on_disk, list(self.returned)))
         time.sleep(self.seconds)
-        result = super().train(nsc, seed, candidate_id, interrupt, blocks_per_stage)
+        result = super().train(nsc, seed, candidate_id, poll, blocks_per_stage, on_rung)
         self.returned.append((time.perf_counter(), candidate_id))
         return result
 

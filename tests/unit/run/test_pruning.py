@@ -9,7 +9,7 @@ from bqnn.blocks.canon import canonical_hash
 from bqnn.blocks.code import RESIDUAL_LIKE
 from bqnn.config import PruningConfig, load
 from bqnn.run.pruning import NOT_REACHED, Pruner, rung_row
-from bqnn.training.result import Pruned, Status, candidate_seed
+from bqnn.training.result import Halt, Status, candidate_seed
 from tests.conftest import ROOT, SIM_SMALL_NET, needs_fashion, run_module, search_in_process
 
 
@@ -22,38 +22,70 @@ def ref(*columns):
     return rows
 
 
+class At:
+    """A task's stand-in for the rule: only its id and iteration matter."""
+
+    def __init__(self, iteration, cid=0):
+        self.iteration, self.id = iteration, cid
+
+
+def fed(cfg, rows, iteration=0):
+    """A pruner whose reference is `rows`, recorded as candidates of `iteration`."""
+    p = Pruner(cfg)
+    for r in rows:
+        p.record(iteration, r)
+    return p
+
+
 def test_median_rule_stops_below_the_rungs_median_and_not_before_the_minimum():
-    p = Pruner(PruningConfig(rule="median", rungs=(1, 3), min_candidates=4))
     four = ref([10, 20, 30, 40], [50, 60, 70])  # rung 3 reached by three only
-    assert p.prune(1, 24.9, key=1, reference=lambda: four)  # median of 10..40 is 25
-    assert not p.prune(1, 25.0, key=1, reference=lambda: four) and not p.prune(1, 90, key=1, reference=lambda: four)
-    assert not p.prune(3, 0.0, key=1, reference=lambda: four)  # three candidates reached rung 3: fewer than 4
-    assert not p.prune(2, 0.0, key=1, reference=lambda: four)  # not a rung
-    assert p.cutoffs(1, lambda: four) == [25.0, None]
-    assert not Pruner(PruningConfig(rule="median", min_candidates=5)).prune(1, 0.0, 1, lambda: four)
+    p = fed(PruningConfig(rule="median", rungs=(1, 3), min_candidates=4), four)
+    assert p.decide(At(1), 1, 24.9)  # median of 10..40 is 25
+    assert not p.decide(At(1), 1, 25.0) and not p.decide(At(1), 1, 90)
+    assert not p.decide(At(1), 3, 0.0)  # three candidates reached rung 3: fewer than 4
+    assert not p.decide(At(1), 2, 0.0)  # not a rung
+    assert p.cutoffs(1) == [25.0, None]
+    assert not fed(PruningConfig(rule="median", min_candidates=5), four).decide(At(1), 1, 0.0)
 
 
-def test_the_reference_is_read_once_per_key():
-    p = Pruner(PruningConfig(rule="median", rungs=(1,), min_candidates=1))
-    reads = []
+def test_the_reference_is_computed_once_per_reference():
+    class Counting(Pruner):
+        computed = 0
 
-    def reference():
-        reads.append(1)
-        return ref([10, 20, 30])
+        def cutoffs_for(self, rows):
+            Counting.computed += 1
+            return super().cutoffs_for(rows)
 
+    p = Counting(PruningConfig(rule="median", rungs=(1,), min_candidates=1))
+    for r in ref([10, 20, 30]):
+        p.record(0, r)
     for _ in range(5):
-        p.prune(1, 15, "iteration 3", reference)
-    p.prune(1, 15, "iteration 4", reference)
-    assert len(reads) == 2
+        p.decide(At(3), 1, 15)
+    p.decide(At(4), 1, 15)
+    assert Counting.computed == 2
 
 
 def test_successive_halving_keeps_the_best_third():
-    p = Pruner(PruningConfig(rule="halving", rungs=(1,), reduction=3, min_candidates=3))
     rows = ref(list(range(0, 100)))
-    cut = p.cutoffs(0, lambda: rows)[0]
+    p = fed(PruningConfig(rule="halving", rungs=(1,), reduction=3, min_candidates=3), rows)
+    cut = p.cutoffs(1)[0]
     assert cut == pytest.approx(np.quantile(np.arange(100), 2 / 3))
-    assert p.prune(1, cut - 0.01, 0, lambda: rows) and not p.prune(1, cut, 0, lambda: rows)
+    assert p.decide(At(1), 1, cut - 0.01) and not p.decide(At(1), 1, cut)
     assert rung_row([1.5, 2.5]).tolist() == [1.5, 2.5] + [NOT_REACHED] * 6
+
+
+def test_a_stop_that_arrives_after_the_candidate_finished_still_stands():
+    """Under MPI a candidate may finish before rank 0's PRUNE reaches it: its record is pruned at that rung all
+    the same (the record never depends on message timing), with the seconds it really took."""
+    from bqnn.training.result import TrainResult
+
+    p = fed(PruningConfig(rule="median", rungs=(1, 3), min_candidates=4), ref([10, 20, 30, 40], [50, 60, 70, 80]))
+    assert p.decide(At(1, cid=7), 1, 12.0)
+    finished = TrainResult(Status.OK, accuracy=55.0, seconds=9.0, epochs=12, rungs=[12.0, 40.0])
+    settled = p.settle(At(1, cid=7), finished)
+    assert (settled.status, settled.epochs, settled.accuracy, settled.rungs, settled.seconds) == \
+        (Status.PRUNED, 1, 12.0, [12.0], 9.0)
+    assert p.settle(At(1, cid=8), finished) is finished  # never stopped: as it came
 
 
 SMALL = ["data.train_subset=1500", "data.val_size=500", "data.resize=14", "network.blocks_per_stage=1",
@@ -72,31 +104,33 @@ def test_the_real_trainer_stops_within_one_batch_of_the_answer_and_trains_on_wit
 
     def on_rung(epoch, accuracy):
         reported.append((epoch, accuracy, len(polls)))
-
-    def interrupt():  # the worker's poll: rank 0's PRUNE for rung 1 is there at the 3rd poll after the rung
-        polls.append(1)
-        if reported and len(polls) == reported[0][2] + 3:
-            raise Pruned(1)
         return False
 
-    r = trainer.train(RESIDUAL_LIKE, seed, 1, interrupt=interrupt, on_rung=on_rung)
+    def poll():  # the worker's poll: rank 0's PRUNE for rung 1 is there at the 3rd poll after the rung
+        polls.append(1)
+        if reported and len(polls) == reported[0][2] + 3:
+            return Halt(1)
+        return None
+
+    r = trainer.train(RESIDUAL_LIKE, seed, 1, poll=poll, on_rung=on_rung)
     assert r.status == Status.PRUNED and r.epochs == 1 and r.accuracy == reported[0][1] and r.rungs == [r.accuracy]
     assert len(polls) == per_epoch + 3  # stopped at the poll that saw the answer: no batch after it
-    full = trainer.train(RESIDUAL_LIKE, seed, 1, on_rung=lambda e, a: None)  # nobody stops it
+    full = trainer.train(RESIDUAL_LIKE, seed, 1, on_rung=lambda e, a: False)  # nobody stops it
     assert full.status == Status.OK and full.epochs == 3 and len(full.rungs) == 2
     assert full.rungs[0] == r.accuracy  # the same training up to the rung
-    early = trainer.train(RESIDUAL_LIKE, seed, 1, on_rung=lambda e, a: (_ for _ in ()).throw(Pruned(e)))
+    early = trainer.train(RESIDUAL_LIKE, seed, 1, on_rung=lambda e, a: True)
     assert early.status == Status.PRUNED and early.epochs == 1  # stopped in on_rung itself (one process)
 
 
 def _rule_holds(c, cfg):
     """Every decision in `c` (a batch search, by id) is the rule applied to the earlier iterations."""
-    p = Pruner(cfg)
     trained = c[c["repeat"] == 0]
+    p = Pruner(cfg)
+    for row in trained:
+        p.record(int(row["iteration"]), row["rungs"])
     checked = 0
     for row in trained:
-        earlier = trained[trained["iteration"] < row["iteration"]]["rungs"]
-        cuts = p.cutoffs(int(row["iteration"]), lambda earlier=earlier: earlier)
+        cuts = p.cutoffs(int(row["iteration"]))  # from the candidates of the earlier iterations
         for k, epoch in enumerate(cfg.rungs):
             acc = row["rungs"][k]
             if acc == NOT_REACHED:
