@@ -40,13 +40,16 @@ PAPER_L = ["--config", str(ROOT / "jobs" / "cifar100_paper_L.toml"), "--set", "t
 
 # name -> (MPI ranks, search arguments). "paper" is the issue's paper-scale search; "paper-mpi3" the same
 # under mpiexec -n 3 (batch dispatch: the same blocks and Q-table as one process); "paper-L" BlockQNN-L
-# as the job file has it, and "paper-L-tight" with a budget that rejects blocks and adapts N often.
+# as the job file has it, and "paper-L-tight" with a budget that rejects blocks and adapts N often; "paper-rule" the
+# paper job exactly as it is (recorded with the candidate record of schema 5, issue 27).
 CASES: dict[str, tuple[int, list[str]]] = {
     "paper": (1, PAPER),
     "paper-mpi3": (3, PAPER),
     "paper-L": (1, PAPER_L),
     "paper-L-tight": (1, PAPER_L + ["--set", "limits.params=400000"]),
     "pnas": (1, PAPER + ["--set", "search.strategy=pnas", "--set", "pnas.max_size=6", "--set", "pnas.beam=48"]),
+    # what jobs/cifar100_paper.toml runs, its own update rule included (replay only, 64 per iteration: CVPR sec. 4.2)
+    "paper-rule": (1, ["--config", str(ROOT / "jobs" / "cifar100_paper.toml"), "--set", "trainer.kind=simulated"]),
 }
 
 
