@@ -103,9 +103,9 @@ def search_in_process(tmp_path: Path, name: str, sets: list[str], config: str = 
     return state, c[np.argsort(c["id"], kind="stable")], buf.getvalue()
 
 
-def race(start, stagger: float, timeout: float = 240) -> list[tuple[int, str, str, float]]:
+def race(start, stagger: float, timeout: float = 240) -> list[tuple[int, str, str, float, float]]:
     """Start two processes with `start()`, `stagger` seconds apart, and wait for both: per process (exit code,
-    stdout, stderr, seconds from its own start to its exit)."""
+    stdout, stderr, seconds from its own start to its exit, seconds from the first one's start to its exit)."""
     import time
 
     starts, procs = [], []
@@ -120,7 +120,8 @@ def race(start, stagger: float, timeout: float = 240) -> list[tuple[int, str, st
             if i not in ended and p.poll() is not None:
                 ended[i] = time.monotonic() - starts[i]
         time.sleep(0.02)
-    return [(p.returncode, *p.communicate(timeout=10), ended.get(i, float("inf"))) for i, p in enumerate(procs)]
+    return [(p.returncode, *p.communicate(timeout=10), ended.get(i, float("inf")),
+             starts[i] - starts[0] + ended.get(i, float("inf"))) for i, p in enumerate(procs)]
 
 
 def catches_sigterm(pid: int) -> bool:

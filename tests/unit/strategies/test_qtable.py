@@ -6,7 +6,7 @@ from bqnn.blocks.space import START, Space
 from bqnn.config import load
 from bqnn.strategies import make_strategy
 from bqnn.strategies.qlearning import QLearningStrategy
-from bqnn.strategies.qtable import PAPER_SCHEDULE, EpsilonSchedule, QLearningAgent
+from bqnn.strategies.qtable import PAPER_SCHEDULE, EpsilonSchedule, QTable
 from bqnn.strategies.random_search import RandomStrategy
 from tests.conftest import ROOT
 
@@ -23,7 +23,7 @@ def test_paper_schedule():
 
 def test_update_follows_equations_3_to_6():
     """Residual-like block, T = 5 rows, reward 50: shaped intermediate reward 10 (eq. 6)."""
-    agent = QLearningAgent(Space(), seed=0, alpha=0.5, gamma=1.0, q_init=2.0)
+    agent = QTable(Space(), seed=0, alpha=0.5, gamma=1.0, q_init=2.0)
     nsc = RESIDUAL_LIKE
     agent.update(nsc, 50.0)
     s = (START,) + nsc
@@ -37,13 +37,13 @@ def test_update_follows_equations_3_to_6():
     assert agent.value(s[0], nsc[0]) == pytest.approx(0.5 * 2 + 0.5 * (10 + 13.75))
     assert agent.value(s[1], Layer(2, 2, 3, 1, 0)) == 2.0  # untouched pairs keep q_init
     # without shaping the intermediate reward is 0 (MetaQNN)
-    plain = QLearningAgent(Space(), seed=0, alpha=0.5, q_init=2.0, intermediate="zero")
+    plain = QTable(Space(), seed=0, alpha=0.5, q_init=2.0, intermediate="zero")
     plain.update(nsc, 50.0)
     assert plain.value(s[3], nsc[3]) == pytest.approx(0.5 * 2 + 0.5 * (0 + 26))
 
 
 def test_greedy_follows_q_and_epsilon_one_ignores_it():
-    agent = QLearningAgent(Space(), seed=0, alpha=1.0, q_init=0.0)
+    agent = QTable(Space(), seed=0, alpha=1.0, q_init=0.0)
     agent.update(RESIDUAL_LIKE, 90.0)
     assert agent.greedy_block() == RESIDUAL_LIKE
     assert sum(agent.sample(1.0) == RESIDUAL_LIKE for _ in range(200)) < 5
@@ -51,7 +51,7 @@ def test_greedy_follows_q_and_epsilon_one_ignores_it():
 
 def test_same_seed_and_rewards_give_the_same_blocks():
     def run(seed):
-        agent = QLearningAgent(Space(8), seed=seed, alpha=0.1, q_init=10.0, replay_samples=8)
+        agent = QTable(Space(8), seed=seed, alpha=0.1, q_init=10.0, replay_samples=8)
         out = []
         for it in range(12):
             eps = 1.0 if it < 4 else 0.3
@@ -88,16 +88,21 @@ def _search(strategy, n=64):
     return hits
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_agent_learns_a_synthetic_optimum_and_beats_random_search(seed):
-    # The paper's schedule and batch (178 x 64 = 11,392 blocks), blocks of at most 6 layers,
-    # alpha 0.1: at the paper's 0.01 the Q-values move too little in this small budget to settle.
+def test_agent_learns_a_synthetic_optimum_and_beats_random_search():
+    """The paper's schedule and batch (178 x 64 = 11,392 blocks), blocks of at most 6 layers, alpha 0.1 (at the
+    paper's 0.01 the Q-values move too little in this small budget to settle), over 12 consecutive seeds: not every
+    seed converges (measured over seeds 0-39: 32 of 40 end greedy on the favoured block, the others never find it),
+    so the test asks for 7 of 12, which a learner converging 80 % of the time meets with probability 0.98, and for
+    10 x random search's hits in all."""
     space = Space(6)
-    q = QLearningStrategy(space, EpsilonSchedule(), seed, alpha=0.1, gamma=1.0, q_init=None, intermediate="shaped",
-                          replay_samples=64, calibration_size=64)
-    q_hits = _search(q)
-    assert q.best_guess() == RESIDUAL_LIKE  # the greedy block after the schedule is the favoured one
-    r_hits = _search(RandomStrategy(space, EpsilonSchedule(), seed))
+    learnt, q_hits, r_hits = 0, 0, 0
+    for seed in range(12):
+        q = QLearningStrategy(space, EpsilonSchedule(), seed, alpha=0.1, gamma=1.0, q_init=None,
+                              intermediate="shaped", replay_samples=64, calibration_size=64)
+        q_hits += _search(q)
+        learnt += q.best_guess() == RESIDUAL_LIKE  # the greedy block after the schedule is the favoured one
+        r_hits += _search(RandomStrategy(space, EpsilonSchedule(), seed))
+    assert learnt >= 7, learnt
     assert q_hits > 10 * max(r_hits, 1)  # random search, same budget, finds it far less often
 
 
@@ -120,9 +125,9 @@ def test_q_init_is_calibrated_from_the_first_iteration():
     blocks = q.propose(0, 4)
     for i, b in enumerate(blocks[:3]):
         q.observe(b, 10.0 * (i + 1))
-    assert not q.calibrated and q.agent.updates == 0  # held until the first iteration is complete
+    assert not q.calibrated and q.table.updates == 0  # held until the first iteration is complete
     q.observe(blocks[3], 40.0)
-    assert q.calibrated and q.agent.q_init == pytest.approx(25.0) and q.agent.updates == 4
+    assert q.calibrated and q.table.q_init == pytest.approx(25.0) and q.table.updates == 4
 
 
 def test_strategy_state_round_trip_continues_identically():
@@ -146,7 +151,7 @@ def test_strategy_state_round_trip_continues_identically():
     b.load_state({k: v.copy() for k, v in arrays.items()}, dict(attrs))
     for it in range(3, 6):
         assert step(a, it) == step(b, it)
-    assert a.agent.q == b.agent.q
+    assert a.table.q == b.table.q
 
 
 def test_eq2_adds_the_reward_at_every_layer():
@@ -155,7 +160,7 @@ def test_eq2_adds_the_reward_at_every_layer():
     s = (START,) + nsc
     values = {}
     for rule in ("shaped", "zero", "accuracy"):
-        agent = QLearningAgent(Space(), seed=0, alpha=0.5, gamma=1.0, q_init=2.0, intermediate=rule)
+        agent = QTable(Space(), seed=0, alpha=0.5, gamma=1.0, q_init=2.0, intermediate=rule)
         agent.update(nsc, 50.0)
         values[rule] = [agent.value(s[t], nsc[t]) for t in range(5)]
     # the last transition's target is r_T under every rule
@@ -165,19 +170,19 @@ def test_eq2_adds_the_reward_at_every_layer():
     assert values["accuracy"][2] == pytest.approx(0.5 * 2 + 0.5 * (50 + 39))
     assert values["accuracy"][0] > values["shaped"][0] > values["zero"][0]
     with pytest.raises(ValueError, match="intermediate reward 'eq2'"):
-        QLearningAgent(Space(), seed=0, intermediate="eq2")
+        QTable(Space(), seed=0, intermediate="eq2")
 
 
 def _recorded(strategy):
-    """The blocks strategy.agent.update is called with, in order (the real update still runs)."""
+    """The blocks strategy.table.update is called with, in order (the real update still runs)."""
     calls = []
-    real = strategy.agent.update
+    real = strategy.table.update
 
     def update(nsc, reward):
         calls.append((nsc, reward))
         real(nsc, reward)
 
-    strategy.agent.update = update
+    strategy.table.update = update
     return calls
 
 
@@ -206,9 +211,9 @@ def test_update_rules_count_and_order(rule, replay):
         q.end_iteration(it)
         after = calls[start + len(during):]
         assert len(after) == replay
-        memory = dict(zip(seen, [q.agent.memory[b] for b in seen], strict=True))
-        assert all(b in memory and r == q.agent.memory[b] for b, r in after)  # replayed blocks are remembered ones
-    assert q.agent.updates == len(calls) == 3 * ((64 if rule == "result+replay" else 0) + replay)
+        memory = dict(zip(seen, [q.table.memory[b] for b in seen], strict=True))
+        assert all(b in memory and r == q.table.memory[b] for b, r in after)  # replayed blocks are remembered ones
+    assert q.table.updates == len(calls) == 3 * ((64 if rule == "result+replay" else 0) + replay)
 
 
 def test_update_rule_config_is_checked_and_earlier_key_is_read():

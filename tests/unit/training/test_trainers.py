@@ -53,9 +53,9 @@ def test_failures_are_results_not_crashes(fault, status, text):
 def test_a_real_nan_is_caught(monkeypatch):
     t = EarlyStopTrainer(load(None, SMALL + ["trainer.lr=1e30"]), torch.device("cpu"))
     r = t.train(RESIDUAL_LIKE, 1)
-    assert r.status in (Status.NAN, Status.OK)  # an absurd lr diverges: a failed result, never an exception
-    if r.status == Status.NAN:
-        assert "loss is" in r.message
+    # an absurd lr diverges in the first epoch, every seed, fp32 and bf16 (measured: seeds 0-2, lr 1e10 and 1e30):
+    # a failed result, never an exception and never an OK
+    assert r.status == Status.NAN and r.epochs == 1 and r.message.startswith("loss is "), r
 
 
 @needs_fashion
