@@ -52,15 +52,15 @@ def main() -> int:
         t3 = time.perf_counter()
         per_iteration.append((t1 - t0) + (t3 - t2))
         agent_time += per_iteration[-1]
-    q = strategy.agent.q
+    q = strategy.table.q
     pairs = sum(len(r) for r in q.values())
     print(f"bench/agent.py: {strategy.total_iterations} iterations x {n} blocks ({strategy.total_iterations * n} "
-          f"blocks, {strategy.agent.updates} Q-updates with replay) on max index {cfg.space.max_index}")
+          f"blocks, {strategy.table.updates} Q-updates with replay) on max index {cfg.space.max_index}")
     mean_ms = 1e3 * agent_time / len(per_iteration)
     print(f"agent total {agent_time:.2f} s on one core; per iteration mean {mean_ms:.1f} ms, "
           f"max {1e3 * max(per_iteration):.1f} ms")
     print(f"Q-table: {len(q)} states, {pairs} state-action pairs (space bound {strategy.space.size_hint}); "
-          f"replay memory {len(strategy.agent.memory)} blocks")
+          f"replay memory {len(strategy.table.memory)} blocks")
     print(f"agent total / one paper candidate ({PAPER_CANDIDATE_SECONDS / 60:.1f} GPU-min): "
           f"{agent_time / PAPER_CANDIDATE_SECONDS:.5f}")
     if args.candidate_seconds:

@@ -61,10 +61,10 @@ def rank_main(args: argparse.Namespace) -> int:
     if args.mode == "dispatch":
         from bqnn.blocks.canon import canonical_hash
         from bqnn.blocks.space import Space
-        from bqnn.strategies.qtable import QLearningAgent
+        from bqnn.strategies.qtable import QTable
 
         cfg = load(None, ["trainer.kind=simulated"])
-        agent = QLearningAgent(Space(), seed=0)
+        agent = QTable(Space(), seed=0)
         blocks = [agent.sample(1.0) for _ in range(min(args.tasks, 2000))]
         hashes = [canonical_hash(b) for b in blocks]
         ex = MPIExecutor(comm, cfg, stop)

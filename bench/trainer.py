@@ -42,7 +42,7 @@ from bqnn.blocks.space import Space
 from bqnn.config import ConfigError, load
 from bqnn.data.splits import Splits, load_splits
 from bqnn.nets.network import build_network
-from bqnn.strategies.qtable import QLearningAgent
+from bqnn.strategies.qtable import QTable
 from bqnn.training.device import resolve_device
 from bqnn.training.early_stop import EarlyStopTrainer
 from bqnn.training.result import candidate_seed
@@ -59,7 +59,7 @@ PLAIN = ["trainer.amp=off", "trainer.channels_last=off", "trainer.fused_adam=fal
 
 
 def reference_blocks(max_index: int) -> list:
-    agent = QLearningAgent(Space(max_index), seed=0)
+    agent = QTable(Space(max_index), seed=0)
     return [RESIDUAL_LIKE, INCEPTION_LIKE] + [agent.sample(1.0) for _ in range(3)]
 
 

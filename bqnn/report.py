@@ -31,13 +31,12 @@ Exit 2 with one line if DIR holds no readable search.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from .blocks.code import format_nsc, validate
-from .cli import emit
+from .cli import Parser, emit
 from .results.files import write_report
 from .results.summary import summarize
 from .run import checkpoint
@@ -66,7 +65,7 @@ def _text(s: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bqnn.report", description="Summarize a bqnn search directory.")
+    p = Parser(prog="python -m bqnn.report", description="Summarize a bqnn search directory.")
     p.add_argument("dir", help="search output directory (holds search.h5)")
     p.add_argument("--json", action="store_true", help="print one JSON object and write no files")
     p.add_argument("--top", type=int, default=5, help="how many of the best unique blocks to list and draw")

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from ..config import SpaceConfig
 from .code import MAX_INDEX, NSC, OPS, Layer, NSCError, Op, OpSpec, terminal
 
 START = Layer(0, 0, 0, 0, 0)
+Explore = Literal["uniform", "by_type"]  # search.explore: how a random action is drawn
 
 # The layer types each space proposes (terminal aside), in the op table's order.
 LAYER_TYPES: dict[str, tuple[Op, ...]] = {
@@ -115,7 +117,7 @@ class Space:
     def n_actions(self, state: Layer) -> int:
         return len(self.actions(state))
 
-    def random_action(self, state: Layer, rng: np.random.Generator, rule: str = "uniform") -> Layer:
+    def random_action(self, state: Layer, rng: np.random.Generator, rule: Explore = "uniform") -> Layer:
         """A random legal next layer (exploration, docs/choices.md "Exploration"). "uniform": each legal action
         equally likely (one draw), so the terminal is 1 of ~100 and random blocks run to `max_index`; "by_type":
         the layer type first, each type offered at this index equally likely (the terminal is one of them: 1/7 from
@@ -124,8 +126,6 @@ class Space:
         actions = self.actions(state)
         if rule == "uniform":
             return actions[int(rng.integers(len(actions)))]
-        if rule != "by_type":
-            raise ValueError(f"exploration rule {rule!r}: expected uniform or by_type")
         groups = self._by_type(state.index + 1)
         kernels = groups[int(rng.integers(len(groups)))]
         choices = kernels[int(rng.integers(len(kernels)))]
@@ -142,7 +142,7 @@ class Space:
                                      for by_kernel in groups.values())
         return self._cache[key]
 
-    def terminal_probability(self, index: int, rule: str = "by_type") -> float:
+    def terminal_probability(self, index: int, rule: Explore = "by_type") -> float:
         """The chance that a random action at layer `index` is the terminal."""
         if rule == "uniform":
             acts = self.actions(Layer(index - 1, 0, 0, 0, 0))

@@ -69,7 +69,7 @@ class Unary(nn.Module):
         return self.op(x)
 
 
-# Builders, keyed like the op table nsc.OPS and the cost formulas in metrics.
+# Builders, keyed like the op table blocks/code.OPS and the cost formulas in blocks/cost.py.
 BUILDERS: dict[Op, Callable[[NodePlan], nn.Module]] = {
     Op.CONV: lambda n: Unary(PCC(n.in_channels[0], n.out_channels, n.kernel)),
     Op.MAX_POOL: lambda n: Unary(nn.MaxPool2d(n.kernel, stride=1, padding=n.kernel // 2)),

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..blocks.canon import canonical_hash
 from ..blocks.code import NSC, OPS, Layer, NSCError, Op, empty_codes, from_array, to_array, validate
-from ..blocks.space import Space
+from ..blocks.space import Explore, Space
 from ..config import Config
 from .base import Arrays, Attrs, Strategy, register
 from .qtable import EpsilonSchedule
@@ -103,8 +103,8 @@ class EvolutionStrategy(Strategy):
                    cfg.search.explore)
 
     def __init__(self, space: Space, schedule: EpsilonSchedule, seed: int, population: int, sample: int,
-                 explore: str = "uniform") -> None:
-        from .qtable import QLearningAgent  # its sampler draws the random blocks, with the same exploration rule
+                 explore: Explore = "uniform") -> None:
+        from .qtable import QTable  # its sampler draws the random blocks, with the same exploration rule
 
         if not 1 <= sample <= population:
             raise ValueError(f"evolution.sample must be 1 to evolution.population ({population}), got {sample}")
@@ -112,7 +112,7 @@ class EvolutionStrategy(Strategy):
         self.size, self.sample = population, sample
         self.population: deque[tuple[NSC, float]] = deque()  # oldest first
         self.proposed = 0  # blocks proposed so far (the first `size` are random)
-        self.sampler = QLearningAgent(space, seed, explore=explore)
+        self.sampler = QTable(space, seed, explore=explore)
         self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed).spawn(3)[2]))
 
     @property

@@ -18,15 +18,17 @@ above, every unvisited continuation looks better than stopping (docs/choices.md)
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from ..blocks.code import NSC, empty_codes, from_array, to_array
-from ..blocks.space import Space
+from ..blocks.space import Explore, Space
 from ..config import Config
 from .base import Arrays, Attrs, Strategy, register
-from .qtable import EpsilonSchedule, QLearningAgent
+from .qtable import EpsilonSchedule, QTable
 
-UPDATE_RULES = ("result+replay", "replay")
+UpdateRule = Literal["result+replay", "replay"]  # search.updates (the config checks what a job file says)
 
 
 @register
@@ -41,13 +43,11 @@ class QLearningStrategy(Strategy):
 
     def __init__(self, space: Space, schedule: EpsilonSchedule, seed: int, alpha: float, gamma: float,
                  q_init: float | None, intermediate: str, replay_samples: int, calibration_size: int,
-                 updates: str = "result+replay", explore: str = "uniform") -> None:
-        if updates not in UPDATE_RULES:
-            raise ValueError(f"update rule {updates!r}: expected one of {', '.join(UPDATE_RULES)}")
+                 updates: UpdateRule = "result+replay", explore: Explore = "uniform") -> None:
         self.space = space
         self.schedule = schedule
         self.updates = updates
-        self.agent = QLearningAgent(space, seed, alpha, gamma, q_init if q_init is not None else 0.0, intermediate,
+        self.table = QTable(space, seed, alpha, gamma, q_init if q_init is not None else 0.0, intermediate,
                                     replay_samples, explore)
         self.calibrated = q_init is not None
         self.calibration_size = calibration_size
@@ -62,14 +62,14 @@ class QLearningStrategy(Strategy):
 
     def propose(self, iteration: int, n: int) -> list[NSC]:
         eps = self.schedule.epsilon(iteration)
-        return [self.agent.sample(eps) for _ in range(n)]
+        return [self.table.sample(eps) for _ in range(n)]
 
     def observe(self, nsc: NSC, reward: float) -> None:
         if not self.calibrated:
             self.pending.append((nsc, reward))
             if len(self.pending) < self.calibration_size:
                 return
-            self.agent.q_init = float(np.mean([r for _, r in self.pending]))
+            self.table.q_init = float(np.mean([r for _, r in self.pending]))
             self.calibrated = True
             held, self.pending = self.pending, []
             for b, r in held:
@@ -79,28 +79,28 @@ class QLearningStrategy(Strategy):
 
     def _learn(self, nsc: NSC, reward: float) -> None:
         if self.updates == "result+replay":
-            self.agent.update(nsc, reward)
-        self.agent.remember(nsc, reward)
+            self.table.update(nsc, reward)
+        self.table.remember(nsc, reward)
 
     def end_iteration(self, iteration: int) -> None:
         if self.calibrated:
-            self.agent.replay()
+            self.table.replay()
 
     def best_guess(self) -> NSC | None:
-        return self.agent.greedy_block() if self.calibrated else None
+        return self.table.greedy_block() if self.calibrated else None
 
     def state(self) -> tuple[Arrays, Attrs]:
         mi = self.space.max_index
-        arrays = self.agent.state_arrays(mi)
+        arrays = self.table.state_arrays(mi)
         arrays["pending_nsc"] = (np.stack([to_array(b, mi) for b, _ in self.pending]) if self.pending
                                  else empty_codes(mi))
         arrays["pending_reward"] = np.array([r for _, r in self.pending], dtype=np.float64)
-        attrs = dict(self.agent.state_attrs(), q_init=self.agent.q_init, calibrated=int(self.calibrated))
+        attrs = dict(self.table.state_attrs(), q_init=self.table.q_init, calibrated=int(self.calibrated))
         return arrays, attrs
 
     def load_state(self, arrays: Arrays, attrs: Attrs) -> None:
-        self.agent.load_state(arrays, attrs)
-        self.agent.q_init = float(attrs["q_init"])
+        self.table.load_state(arrays, attrs)
+        self.table.q_init = float(attrs["q_init"])
         self.calibrated = bool(int(attrs["calibrated"]))
         self.pending = [(from_array(b, self.space.max_index), float(r))
                         for b, r in zip(arrays["pending_nsc"], arrays["pending_reward"].tolist(), strict=True)]

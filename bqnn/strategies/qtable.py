@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..blocks.code import NSC, NSC_WIDTH, Layer, Op, from_array, to_array
-from ..blocks.space import START, Space
+from ..blocks.space import START, Explore, Space
 from ..config import PAPER_SCHEDULE, check_schedule
 
-__all__ = ["INTERMEDIATE", "PAPER_SCHEDULE", "EpsilonSchedule", "QLearningAgent"]
+__all__ = ["INTERMEDIATE", "PAPER_SCHEDULE", "EpsilonSchedule", "QTable"]
 
 # The reward of every transition but the last, from the block's reward r_T and its rows T.
 INTERMEDIATE = {
@@ -64,7 +64,7 @@ class EpsilonSchedule:
         raise IndexError("iteration beyond the schedule")
 
 
-class QLearningAgent:
+class QTable:
     def __init__(
         self,
         space: Space,
@@ -74,7 +74,7 @@ class QLearningAgent:
         q_init: float = 0.0,
         intermediate: str = "shaped",
         replay_samples: int = 64,
-        explore: str = "uniform",
+        explore: Explore = "uniform",
     ) -> None:
         if intermediate not in INTERMEDIATE:
             raise ValueError(f"intermediate reward {intermediate!r}: expected one of {', '.join(INTERMEDIATE)}")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 
 from ..blocks.code import NSC
-from ..blocks.space import Space
+from ..blocks.space import Explore, Space
 from ..config import Config
 from .base import Arrays, Attrs, Strategy, register
-from .qtable import EpsilonSchedule, QLearningAgent
+from .qtable import EpsilonSchedule, QTable
 
 
 @register
@@ -26,9 +26,9 @@ class RandomStrategy(Strategy):
     def from_config(cls, cfg: Config, space: Space) -> RandomStrategy:
         return cls(space, EpsilonSchedule(tuple(cfg.search.schedule)), cfg.search.seed, cfg.search.explore)
 
-    def __init__(self, space: Space, schedule: EpsilonSchedule, seed: int, explore: str = "uniform") -> None:
+    def __init__(self, space: Space, schedule: EpsilonSchedule, seed: int, explore: Explore = "uniform") -> None:
         self.schedule = schedule
-        self.sampler = QLearningAgent(space, seed, explore=explore)
+        self.sampler = QTable(space, seed, explore=explore)
 
     @property
     def total_iterations(self) -> int:

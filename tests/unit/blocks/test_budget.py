@@ -111,11 +111,11 @@ def test_bad_limits_are_config_errors():
 def test_limits_fit_matches_costing_every_n(framework, filters, n_max, shape):
     """fit evaluates the network twice and takes the cost as affine in N; brute force costs every N."""
     from bqnn.blocks.cost import network_cost
-    from bqnn.strategies.qtable import QLearningAgent
+    from bqnn.strategies.qtable import QTable
 
     cfg = load(None, [f"network.framework={framework}", f"network.filters={filters}",
                       f"network.blocks_per_stage={n_max}"])
-    agent = QLearningAgent(Space(12), seed=3)
+    agent = QTable(Space(12), seed=3)
     for _ in range(15):
         nsc = agent.sample(1.0)
         costs = {n: network_cost(nsc, dataclasses.replace(cfg.network, blocks_per_stage=n), *shape)

@@ -21,9 +21,9 @@ BASE = [(1, 4, 0, 0, 0), (2, 1, 3, 1, 0)]  # a valid prefix: identity, conv read
 
 
 def _random_blocks(n, max_index=MAX_INDEX, seed=0):
-    from bqnn.strategies.qtable import QLearningAgent
+    from bqnn.strategies.qtable import QTable
 
-    agent = QLearningAgent(Space(max_index), seed=seed)
+    agent = QTable(Space(max_index), seed=seed)
     return [agent.sample(1.0) for _ in range(n)]
 
 

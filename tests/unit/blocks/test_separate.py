@@ -10,7 +10,7 @@ from bqnn.blocks.code import Op, format_nsc, from_array, parse, to_array, valida
 from bqnn.blocks.space import LAYER_TYPES, START, Space, spaces_of
 from bqnn.config import ConfigError, load
 from bqnn.strategies.predictor import KINDS, features
-from bqnn.strategies.qtable import QLearningAgent
+from bqnn.strategies.qtable import QTable
 from bqnn.training.simulated import _SIM_CREDIT, simulated_accuracy
 from tests.conftest import run_module
 
@@ -46,7 +46,7 @@ def test_the_separate_space_offers_the_components_and_never_the_pcc():
 
 
 def test_random_separate_blocks_are_valid_codes_in_every_form():
-    agent = QLearningAgent(Space(layers="separate"), seed=3)
+    agent = QTable(Space(layers="separate"), seed=3)
     assert not agent.space.contains(parse(SEPARATE_RESIDUAL.replace("10,3", "1,3")))  # a PCC layer
     seen = set()
     for _ in range(2000):

@@ -2,7 +2,7 @@ import pytest
 
 from bqnn.blocks.code import MAX_INDEX, Layer, Op, terminal, validate
 from bqnn.blocks.space import START, Space
-from bqnn.strategies.qtable import QLearningAgent
+from bqnn.strategies.qtable import QTable
 
 
 def test_action_counts_follow_table1():
@@ -36,7 +36,7 @@ def test_every_offered_action_leads_to_a_valid_block():
 
 
 def test_ten_thousand_random_blocks_are_valid_and_within_depth():
-    agent = QLearningAgent(Space(), seed=7)
+    agent = QTable(Space(), seed=7)
     lengths = set()
     for _ in range(10_000):
         nsc = agent.sample(1.0)
@@ -48,7 +48,7 @@ def test_ten_thousand_random_blocks_are_valid_and_within_depth():
 
 
 def test_small_max_index():
-    agent = QLearningAgent(Space(4), seed=1)
+    agent = QTable(Space(4), seed=1)
     for _ in range(500):
         assert len(validate(agent.sample(1.0), 4)) <= 4
     with pytest.raises(ValueError):

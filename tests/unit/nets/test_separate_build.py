@@ -12,7 +12,7 @@ from bqnn.nets.block import Block
 from bqnn.nets.flops_hook import hook_flops
 from bqnn.nets.network import build_network
 from bqnn.results.plots import block_figure
-from bqnn.strategies.qtable import QLearningAgent
+from bqnn.strategies.qtable import QTable
 from bqnn.training.early_stop import EarlyStopTrainer
 from bqnn.training.result import Status, candidate_seed
 from tests.conftest import needs_fashion
@@ -20,7 +20,7 @@ from tests.unit.blocks.test_separate import SEPARATE_RESIDUAL
 
 
 def test_random_separate_blocks_cost_what_the_built_modules_count():
-    agent = QLearningAgent(Space(8, layers="separate"), seed=11)
+    agent = QTable(Space(8, layers="separate"), seed=11)
     torch.manual_seed(0)
     for i in range(30):
         nsc = agent.sample(1.0)

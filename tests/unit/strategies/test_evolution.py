@@ -8,7 +8,7 @@ from bqnn.blocks.space import Space
 from bqnn.config import ConfigError, load
 from bqnn.strategies import make_strategy
 from bqnn.strategies.evolution import mutate
-from bqnn.strategies.qtable import QLearningAgent
+from bqnn.strategies.qtable import QTable
 from bqnn.training.simulated import simulated_accuracy
 from tests.conftest import search_in_process
 
@@ -20,7 +20,7 @@ EVO = ["trainer.kind=simulated", "search.strategy=evolution", "space.max_index=8
                                                       (6, "separate", "uniform"), (5, "pcc", "by_type")])
 def test_mutations_are_always_valid_blocks_of_the_space_and_differ_from_their_parent(max_index, layers, explore):
     space = Space(max_index, layers=layers)
-    sampler = QLearningAgent(space, 1, explore=explore)
+    sampler = QTable(space, 1, explore=explore)
     rng = np.random.default_rng(2)
     kinds = {"op": 0, "pred": 0}
     for _ in range(1500):

@@ -7,13 +7,13 @@ import pytest
 
 from bqnn.blocks.code import Op, validate
 from bqnn.blocks.space import Space
-from bqnn.strategies.qtable import QLearningAgent
+from bqnn.strategies.qtable import QTable
 
 
 @pytest.mark.parametrize("rule", ["uniform", "by_type"])
 def test_both_exploration_rules_propose_only_legal_blocks(rule):
     for space in (Space(7), Space(23), Space(6, layers="separate"), Space(5, start_identity=False)):
-        agent = QLearningAgent(space, 3, explore=rule)
+        agent = QTable(space, 3, explore=rule)
         for _ in range(400):
             nsc = agent.sample(1.0)
             assert space.contains(nsc)
@@ -30,7 +30,7 @@ def test_by_type_draws_the_terminal_with_the_documented_probability():
     assert space.terminal_probability(23) == 1.0
     assert [space.terminal_probability(i, "uniform") for i in (2, 3, 4)] == [1 / 9, 1 / 19, 1 / 31]
     # drawn: the layer at which random blocks end, over 20,000 blocks, against the geometric law of those rates
-    agent = QLearningAgent(space, 4, explore="by_type")
+    agent = QTable(space, 4, explore="by_type")
     n = 20_000
     ends = np.array([len(agent.sample(1.0)) for _ in range(n)])  # the terminal's index
     for index in (2, 3, 4):

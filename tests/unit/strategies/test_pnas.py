@@ -67,12 +67,12 @@ def test_pnas_rounds_grow_by_one_layer_from_the_beam(tmp_path):
 
 
 def test_predictor_learns_and_generalises_to_larger_blocks():
-    from bqnn.strategies.qtable import QLearningAgent
+    from bqnn.strategies.qtable import QTable
 
     rng = np.random.default_rng(0)
     distinct = list({canonical_hash(b): b for b in Space(5).blocks()}.values())  # 2 to 4 layers
     small = [distinct[i] for i in rng.choice(len(distinct), 400, replace=False)]
-    agent = QLearningAgent(Space(9), 0)
+    agent = QTable(Space(9), 0)
     large = list({canonical_hash(b): b for b in (agent.sample(1.0) for _ in range(400)) if len(b) > 5}.values())
     assert len(large) > 100
     pred = Predictor(ensemble=5, hidden=64, steps=300, lr=0.005, seed=0)
