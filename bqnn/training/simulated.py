@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from ..blocks.canon import canonical_hash
-from ..blocks.code import NSC
+from ..blocks.code import NSC, Layer
 from ..blocks.graph import graph
 from ..config import Config
 from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, scheduled
@@ -38,7 +38,7 @@ _PLAIN_SHARE, _PREACT_SHARE, _NORM_SHARE = 0.35, 0.3, 0.35
 _COMPONENT_CREDIT = -0.2  # a ReLU or a batch norm, on its own
 
 
-def _credit(nsc: NSC, layer) -> float:
+def _credit(nsc: NSC, layer: Layer) -> float:
     if layer.type == 10:  # plain convolution
         pcc = _SIM_CREDIT[(1, layer.kernel)]
         share = _PLAIN_SHARE
