@@ -183,11 +183,13 @@ def optuna_trace(sampler: str, pruner: str, seed: int, table_path: Path, trainin
             study.tell(trial, value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
             continue
 
-        def report(epoch: int, accuracy: float, trial: optuna.trial.Trial = trial) -> bool:
+        def report(epoch: int, accuracy: float | None, trial: optuna.trial.Trial = trial) -> bool:
+            if accuracy is None:
+                return False
             trial.report(accuracy, epoch)
             return bool(trial.should_prune())
 
-        r = trainer.train(nsc, candidate_seed(seed, h), on_rung=report)
+        r = trainer.train(nsc, candidate_seed(seed, h), on_epoch=report)
         state = (optuna.trial.TrialState.COMPLETE if r.status == Status.OK else optuna.trial.TrialState.PRUNED
                  if r.status == Status.PRUNED else optuna.trial.TrialState.FAIL)
         seen[h] = (state, r.accuracy)

@@ -34,7 +34,7 @@ from mpi4py import MPI
 from ..blocks.code import to_array
 from ..config import Config, to_json
 from ..records import fields_of, get
-from ..run.executor import Decide, Done, LostWorker, Task, WorkerStartupError
+from ..run.executor import Decide, Done, LostWorker, RankState, Task, WorkerStartupError
 from ..signals import StopFlag
 from ..training.result import Status, TrainResult, Where
 from .backoff import MASTER_WINDOW, Backoff, precise_naps
@@ -69,6 +69,8 @@ class MPIExecutor:
         # collective with the workers' call; rank 0 trains nothing and reports no GPUs
         plan = bind(comm, (), cfg.trainer.share_gpus, cfg.trainer.device)
         self.hosts = plan.hosts
+        # what each worker does now, for the live status (run/status.py)
+        self.states = {r: RankState(r, self.hosts.get(r, "")) for r in range(1, self.world_size)}
         self.deadline_setting = cfg.search.task_deadline
         self.trained_longest = 0.0  # the longest successful training so far, seconds
         self.lost: set[int] = set()  # ranks given up on (hung): not waited for at shutdown
@@ -148,6 +150,7 @@ class MPIExecutor:
             self.waiting_for_task += waited
             self.since[rank] = now
             self.pending[rank] = task
+            self.states[rank].training(task)
 
     def wait(self, timeout: float) -> list[Done]:
         deadline = time.perf_counter() + timeout
@@ -174,13 +177,16 @@ class MPIExecutor:
             self._ready(src, now)
         elif tag == Tag.RESULT:
             return self._result(src, now)
-        elif tag == Tag.EPOCH:  # a candidate at a pruning rung: answered only when the rule stops it
+        elif tag == Tag.EPOCH:  # an epoch's end; at a pruning rung answered only when the rule stops the candidate
             buf = self.epoch_buf
             self.comm.Recv([buf.view(np.uint8), MPI.BYTE], source=src, tag=tag)
             task = self.pending.get(src)
             rec = buf[0]
-            if task is not None and task.id == int(rec["id"]) and self.decide is not None \
-                    and self.decide(task, int(rec["epoch"]), float(rec["accuracy"])):
+            if task is None or task.id != int(rec["id"]):
+                return None  # a candidate that has ended meanwhile
+            accuracy = float(rec["accuracy"]) if rec["accuracy"] >= 0 else None
+            self.states[src].progressed(int(rec["epoch"]), accuracy)
+            if accuracy is not None and self.decide is not None and self.decide(task, int(rec["epoch"]), accuracy):
                 self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=src, tag=Tag.PRUNE)
         elif tag == Tag.SIGNAL:
             self.comm.Recv([self.signal_buf, MPI.INT32_T], source=src, tag=tag)
@@ -190,6 +196,7 @@ class MPIExecutor:
             self.comm.Recv([EMPTY, MPI.BYTE], source=src, tag=tag)
             self.live.discard(src)
             self.connected.discard(src)
+            self.states[src].becomes("gone")
         else:
             raise RuntimeError(f"unexpected MPI tag {tag} from rank {src}")
         return None
@@ -202,6 +209,7 @@ class MPIExecutor:
         if reply.id < 0:  # the worker could not start
             self.live.discard(src)
             self.failed_start[src] = reply.message
+            self.states[src].becomes("failed", reply.message)
             if not self.live:
                 first = min(self.failed_start)
                 raise WorkerStartupError(f"no worker could start; rank {first}: {self.failed_start[first]}")
@@ -227,6 +235,7 @@ class MPIExecutor:
     def _retire(self, rank: int, task: Task, message: str) -> None:
         self.live.discard(rank)
         self.retired[rank] = message
+        self.states[rank].becomes("retired", message)
         print(f"warning: rank {rank} on {self.hosts.get(rank, '?')} is retired, its device failed: {message}; "
               f"candidate {task.id} goes to another rank", file=sys.stderr, flush=True)
         if not self.live:
@@ -252,16 +261,24 @@ class MPIExecutor:
         took = now - self.since.get(rank, now)
         if took > limit[0]:
             self.lost.add(rank)
+            self.states[rank].becomes("lost", f"over the task deadline ({limit[1]})")
             raise LostWorker(f"rank {rank} on {self.hosts.get(rank, '?')} has been training candidate {task.id} for "
                              f"{took:.1f} s, over the deadline of {limit[0]:.1f} s ({limit[1]}): it is hung or its "
                              f"GPU stalled")
 
     def _ready(self, rank: int, now: float) -> None:
+        self.states[rank].becomes("idle")
         self.since[rank] = now if self.started is None else max(now, self.started)
         self.ready.append(rank)
         self._dispatch()
 
     # ---------------------------------------------------------------- report
+    def ranks(self) -> list[RankState]:
+        return [dataclasses.replace(s) for _, s in sorted(self.states.items())]
+
+    def queued(self) -> int:
+        return len(self.queue)
+
     def utilization(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rank, busy, idle) seconds; a task in flight counts as busy so far."""
         now = time.perf_counter()

@@ -4,10 +4,11 @@ Used by mpi/manager.py (rank 0) and mpi/worker.py; importing it does not import 
 
 Workers pull work: a worker sends READY (empty), rank 0 answers TASK (a task record) or STOP; the worker
 trains and sends RESULT (a RESULT record), which also means "ready for the next". STOP carries the exit
-code; a worker that gets a stop signal sends SIGNAL so that rank 0 stops the whole job. With pruning on, a
-training worker sends EPOCH (an EPOCH_DTYPE record) at each rung and keeps training; rank 0 answers PRUNE (the
-same record) only when the rule stops the candidate, and the worker, which looks for it once per batch, ends the
-candidate there (a PRUNE for a task it no longer trains is read and dropped). Both records are
+code; a worker that gets a stop signal sends SIGNAL so that rank 0 stops the whole job. A training worker sends
+EPOCH (an EPOCH_DTYPE record: the accuracy at a pruning rung, -1 after other epochs) at the end of every epoch and
+keeps training; rank 0 answers PRUNE (the same record) only when the pruning rule stops the candidate, and the
+worker, which looks for it once per batch, ends the candidate there (a PRUNE for a task it no longer trains is read
+and dropped). Both records are
 fixed numpy structured dtypes sent with the buffer (uppercase) calls, so nothing is pickled and no model
 weights ever cross ranks. Status codes (training/result.py) are shared with the checkpoint and the report.
 """
@@ -31,7 +32,7 @@ class Tag(IntEnum):
     STOP = 4  # 0 -> worker: int32 exit code; the worker answers BYE and exits with it
     SIGNAL = 5  # worker -> 0: int32 signal number this worker received; the job checkpoints and stops
     BYE = 6  # worker -> 0: empty, the worker is leaving
-    EPOCH = 7  # worker -> 0: an EPOCH_DTYPE record, the candidate's accuracy at a pruning rung
+    EPOCH = 7  # worker -> 0: an EPOCH_DTYPE record, an epoch's end (and the candidate's accuracy at a pruning rung)
     PRUNE = 8  # 0 -> worker: an EPOCH_DTYPE record naming the candidate and the rung it stops at
 
 

@@ -11,9 +11,9 @@ node's cores as torch threads (unless `trainer.threads` is set).
 Protocol (mpi/wire.py, mpi/manager.py): READY once the data is loaded, then
 for each TASK a RESULT; a STOP ends the loop and gives the exit code. While
 training, the worker polls for STOP once per batch, so a stopping job does not
-wait for the candidate to finish; with pruning on it sends EPOCH at each rung and
-polls for PRUNE in the same place, ending the candidate at that rung. A stop signal received by this rank is
-forwarded to rank 0 as SIGNAL. Candidate failures are results (training/result.py);
+wait for the candidate to finish. It sends EPOCH at the end of every epoch (the live status; with the accuracy
+at a pruning rung) and, with pruning on, polls for PRUNE in the same place, ending the candidate at that rung. A
+stop signal received by this rank is forwarded to rank 0 as SIGNAL. Candidate failures are results (training/result.py);
 waiting is MPI_Iprobe with short sleeps (mpi/backoff.py), not a spinning receive. A simulated worker
 imports no torch (training/factory.py).
 """
@@ -70,12 +70,12 @@ class _Worker:
                 return Halt(int(self.epoch[0]["epoch"]))
         return STOP if self.comm.Iprobe(source=0, tag=Tag.STOP) else None
 
-    def on_rung(self, epoch: int, accuracy: float) -> bool:
-        """Tell rank 0 the candidate's accuracy at a rung, and keep training: it answers only to stop it."""
-        if self.pruning:
-            buf = self.epoch
-            buf["id"], buf["epoch"], buf["accuracy"] = self.current, epoch, accuracy
-            self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.EPOCH)
+    def on_epoch(self, epoch: int, accuracy: float | None) -> bool:
+        """Tell rank 0 that an epoch ended (the live status), with the accuracy at a rung, and keep training: rank 0
+        answers only to stop the candidate."""
+        buf = self.epoch
+        buf["id"], buf["epoch"], buf["accuracy"] = self.current, epoch, -1.0 if accuracy is None else accuracy
+        self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.EPOCH)
         return False
 
     def send_result(self, task_id: int, r: TrainResult, started: float = 0.0) -> None:
@@ -146,7 +146,7 @@ def run_worker(comm: Any) -> int:
         try:
             nsc = from_array(rec["nsc"], cfg.space.max_index)
             result = trainer.train(nsc, int(rec["seed"]), int(rec["id"]), poll=w.poll,
-                                   blocks_per_stage=int(rec["blocks_per_stage"]), on_rung=w.on_rung)
+                                   blocks_per_stage=int(rec["blocks_per_stage"]), on_epoch=w.on_epoch)
         except Stopped:
             continue  # STOP is waiting; the candidate is in the checkpoint as in flight
         w.send_result(int(rec["id"]), result, started)

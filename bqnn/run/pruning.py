@@ -12,7 +12,7 @@ configured by `[pruning]` (config/schema.py):
 
 The loop tells the pruner every trained candidate it records (`record`); an executor asks `decide(task, epoch,
 accuracy)` when a training candidate reports a rung (at once in one process; when the worker's EPOCH message
-arrives under MPI) and carries the answer back (the trainer's `on_rung` answer, or a PRUNE message); when the result
+arrives under MPI) and carries the answer back (the trainer's `on_epoch` answer, or a PRUNE message); when the result
 comes back, `settle` makes a decision stand: a candidate that finished before rank 0's PRUNE reached it is recorded
 as pruned at that rung, so a record never depends on message timing. Executors and trainers carry these messages
 and know nothing of the rule.

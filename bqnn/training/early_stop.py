@@ -11,7 +11,8 @@ every 5 epochs, MSRA init. If after epoch 1 the validation accuracy is no better
 than chance (1/classes), the network is rebuilt and restarted with lr x 0.4, at
 most 3 times. The reward's accuracy is the validation accuracy (held out of
 the training set) after the last epoch, in percent. With pruning on (`pruning.rule`), the validation
-accuracy is also measured after each rung epoch and reported (`on_rung`); the answer, or a later `Halt` from
+accuracy is also measured after each rung epoch and reported (`on_epoch`, told every epoch); the answer, or a later
+`Halt` from
 `poll`, ends the candidate there (training/result.py). Injected faults (tests) are armed on the model as it is
 built (`_arm`), so the training loop itself never looks for them.
 
@@ -50,7 +51,7 @@ from ..nets.cpu_kernels import use_cpu_kernels
 from ..nets.network import build_network
 from .device import backend_options, speed_options
 from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, OOM_MESSAGE, InjectedFault, scheduled
-from .result import OnRung, Poll, Status, TrainResult, ask, is_device_fault, pruned_result, rung_epochs
+from .result import OnEpoch, Poll, Status, TrainResult, ask, is_device_fault, pruned_result, rung_epochs
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -66,10 +67,10 @@ def _tail(e: BaseException, lines: int = 3) -> str:
 @dataclass
 class _Candidate:
     """One call's state (the trainer itself keeps none, so it is reentrant): how to ask for a stop, whom to tell
-    each rung, the fault to inject, the rung accuracies and restarts so far."""
+    each epoch, the fault to inject, the rung accuracies and restarts so far."""
 
     poll: Poll
-    on_rung: OnRung
+    on_epoch: OnEpoch
     fault: str
     reported: list[float] = field(default_factory=list)
     restarts: int = 0
@@ -124,13 +125,13 @@ class EarlyStopTrainer:
         self.rungs = rung_epochs(cfg.pruning)
 
     def train(self, nsc: NSC, seed: int, candidate_id: int = -1, poll: Poll = None,
-              blocks_per_stage: int = 0, on_rung: OnRung = None) -> TrainResult:
+              blocks_per_stage: int = 0, on_epoch: OnEpoch = None) -> TrainResult:
         """Train one candidate. `poll`, if given, is asked once per batch (training/result.py: `STOP` raises
         signals.Stopped, the candidate will be retrained; `Halt(k)` ends it at the rung after k epochs).
-        `blocks_per_stage`: N of its network (BlockQNN-L's adaptive N; 0: as configured). `on_rung`: told each
-        rung's accuracy; True ends the candidate at that rung."""
+        `blocks_per_stage`: N of its network (BlockQNN-L's adaptive N; 0: as configured). `on_epoch`: told each
+        epoch's end, with the accuracy at a rung; True there ends the candidate at that rung."""
         start = time.perf_counter()
-        run = _Candidate(poll, on_rung, scheduled(self.t, candidate_id))
+        run = _Candidate(poll, on_epoch, scheduled(self.t, candidate_id))
         result = TrainResult(Status.OK)
         try:
             result = self._train(nsc, seed, run, blocks_per_stage)
@@ -182,6 +183,8 @@ class EarlyStopTrainer:
                         break
                 if epoch + 1 in self.rungs:
                     self._rung(run, epoch + 1, accuracy if accuracy is not None else self.evaluate(model))
+                elif run.on_epoch is not None:
+                    run.on_epoch(epoch + 1, None)  # progress only
             if not restart:
                 return TrainResult(Status.OK, accuracy=self.evaluate(model), epochs=t.epochs, restarts=run.restarts,
                                    rungs=list(run.reported))
@@ -189,7 +192,7 @@ class EarlyStopTrainer:
 
     def _rung(self, run: _Candidate, epoch: int, accuracy: float) -> None:
         run.reported.append(accuracy)
-        if run.on_rung is not None and run.on_rung(epoch, accuracy):
+        if run.on_epoch is not None and run.on_epoch(epoch, accuracy):
             raise _PrunedAt(epoch)
 
     def _epoch(self, model: torch.nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,

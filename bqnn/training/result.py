@@ -5,7 +5,7 @@ report. No torch: rank 0 and simulated workers import it.
 
     class MyTrainer:                       # satisfies `Trainer`
         def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0,
-                  on_rung=None) -> TrainResult: ...
+                  on_epoch=None) -> TrainResult: ...
 
 `TrainResult` (what a trainer returns) and `Where` (which rank trained it, on which host, when) are the trainer's
 and the executor's parts of a candidate's one record (run/candidates.py `Candidate` extends both): their fields
@@ -16,10 +16,11 @@ A failed candidate is a result, never a crash: an exception, a NaN loss or runni
 back with that status and a message (at most MESSAGE_LEN bytes, the tail of a traceback kept). A trainer raises
 `signals.Stopped` only when `poll()` says the job is stopping.
 
-Pruning (run/pruning.py decides): a trainer measures the validation accuracy after each rung epoch
-(`rung_epochs`), keeps it in `TrainResult.rungs` and tells `on_rung(epoch, accuracy)`; a True answer ends the
-candidate there (one process: the rule answers at once). Under MPI the answer comes later: `poll()`, asked once per
-batch, returns `Halt(epoch)` when rank 0 has stopped the candidate at that earlier rung. Either way the trainer ends
+Progress and pruning (run/pruning.py decides): a trainer tells `on_epoch(epoch, accuracy)` after every epoch, with
+the validation accuracy after each rung epoch (`rung_epochs`, kept in `TrainResult.rungs`) and None after the
+others; a True answer at a rung ends the candidate there (one process: the rule answers at once). Under MPI the
+answer comes later: `poll()`, asked once per batch, returns `Halt(epoch)` when rank 0 has stopped the candidate at
+that earlier rung. Either way the trainer ends
 it with status PRUNED, that rung's accuracy and epochs (`pruned_result`). Trainers carry these messages; none of
 them knows the rule.
 """
@@ -49,7 +50,9 @@ class Halt:
 
 STOP = Halt()
 Poll = Callable[[], Halt | None] | None
-OnRung = Callable[[int, float], bool] | None  # (epochs trained, validation accuracy %) -> end the candidate here?
+# After every epoch: (epochs trained, the validation accuracy % when it was measured (a rung), else None) -> end the
+# candidate here? (heeded at a rung only). The executor's view of a training's progress, and pruning's question.
+OnEpoch = Callable[[int, float | None], bool] | None
 
 
 class Status(IntEnum):
@@ -125,10 +128,11 @@ class Trainer(Protocol):
     """Trains one candidate: the early-stop trainer (real), the simulated one, or anything with this method."""
 
     def train(self, nsc: NSC, seed: int, candidate_id: int = -1, poll: Poll = None,
-              blocks_per_stage: int = 0, on_rung: OnRung = None) -> TrainResult:
+              blocks_per_stage: int = 0, on_epoch: OnEpoch = None) -> TrainResult:
         """`poll`, if given, is asked while training (once per batch): `STOP` makes the trainer raise
         `signals.Stopped`, `Halt(k)` ends the candidate at the rung after k epochs. `blocks_per_stage`: N of the
-        candidate's network (0: as configured). `on_rung`: told each rung's accuracy; True ends the candidate."""
+        candidate's network (0: as configured). `on_epoch`: told each epoch's end (and a rung's accuracy); True
+        at a rung ends the candidate there."""
         ...
 
 

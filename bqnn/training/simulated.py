@@ -17,7 +17,7 @@ from ..blocks.code import NSC, Layer
 from ..blocks.graph import graph
 from ..config import Config
 from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, scheduled
-from .result import OnRung, Poll, Status, TrainResult, ask, pruned_result, rung_epochs
+from .result import OnEpoch, Poll, Status, TrainResult, ask, pruned_result, rung_epochs
 
 SLICE = 0.05  # seconds a simulated training sleeps between looks for a stop or a pruning answer (a real one
 # looks every batch)
@@ -108,24 +108,24 @@ def known_optimum(cfg: Config) -> tuple[float, set[str], int]:
 class SimulatedTrainer:
     """`trainer.kind = "simulated"`: no data, no torch compute; sleeps a lognormal time
     (median `sim_seconds`, spread `sim_sigma`, drawn from the candidate's seed) and
-    returns `simulated_accuracy`. Faults are injected as in the real trainer. With pruning on
-    (`pruning.rule`), the time is spread evenly over the epochs and each rung reports the block's
-    `simulated_curve` at that epoch, so a pruned candidate takes only its rungs' share of the time."""
+    returns `simulated_accuracy`. Faults are injected as in the real trainer. The time is spread evenly over the
+    epochs, each told as it ends (`on_epoch`), and each rung reports the block's `simulated_curve` at that epoch,
+    so a pruned candidate takes only its rungs' share of the time."""
 
     def __init__(self, cfg: Config) -> None:
         self.t = cfg.trainer
         self.rungs = rung_epochs(cfg.pruning)
 
     def train(self, nsc: NSC, seed: int, candidate_id: int = -1, poll: Poll = None,
-              blocks_per_stage: int = 0, on_rung: OnRung = None) -> TrainResult:
+              blocks_per_stage: int = 0, on_epoch: OnEpoch = None) -> TrainResult:
         start = time.perf_counter()
         duration = 0.0
         if self.t.sim_seconds > 0:
             rng = np.random.default_rng(seed ^ (candidate_id & 0x7FFFFFFF))
             duration = self.t.sim_seconds * math.exp(self.t.sim_sigma * rng.standard_normal())
         fault = scheduled(self.t, candidate_id)
-        if self.rungs and fault == "none":
-            result = self._by_epoch(nsc, start, duration, poll, on_rung)
+        if fault == "none":
+            result = self._by_epoch(nsc, start, duration, poll, on_epoch)
             result.seconds = time.perf_counter() - start
             return result
         _sleep_until(start + duration, poll)  # no rungs reported on this path: nothing to stop it at
@@ -146,9 +146,9 @@ class SimulatedTrainer:
         result.seconds = time.perf_counter() - start
         return result
 
-    def _by_epoch(self, nsc: NSC, start: float, duration: float, poll: Poll, on_rung: OnRung) -> TrainResult:
+    def _by_epoch(self, nsc: NSC, start: float, duration: float, poll: Poll, on_epoch: OnEpoch) -> TrainResult:
         epochs = self.t.epochs
-        curve = simulated_curve(nsc, epochs)
+        curve = simulated_curve(nsc, epochs)  # its last point is simulated_accuracy(nsc)
         reported: list[float] = []
         for epoch in range(1, epochs + 1):
             halt = _sleep_until(start + duration * epoch / epochs, poll) or ask(poll)  # once an epoch at least
@@ -156,8 +156,9 @@ class SimulatedTrainer:
                 return pruned_result(self.rungs, reported, halt)
             if epoch in self.rungs:
                 reported.append(curve[epoch - 1])
-                if on_rung is not None and on_rung(epoch, curve[epoch - 1]):
-                    return pruned_result(self.rungs, reported, epoch)
+            told = curve[epoch - 1] if epoch in self.rungs else None
+            if on_epoch is not None and on_epoch(epoch, told) and told is not None:
+                return pruned_result(self.rungs, reported, epoch)
         return TrainResult(Status.OK, accuracy=curve[-1], epochs=epochs, rungs=reported)
 
 

@@ -26,7 +26,7 @@ from ..blocks.canon import canonical_hash
 from ..blocks.code import NSC
 from ..config import Config, diff, from_json
 from ..landscape.table import NOT_TRAINED, Table, TableError
-from .result import OnRung, Poll, Status, TrainResult, ask, pruned_result, rung_epochs
+from .result import OnEpoch, Poll, Status, TrainResult, ask, pruned_result, rung_epochs
 
 SLICE = 0.05  # seconds between looks for a stop or a pruning answer while sleeping
 # Keys that decide what a training gives: a search answered from the table must have the table's values.
@@ -58,7 +58,7 @@ class TableTrainer:
         self.epochs = self.table.epochs
 
     def train(self, nsc: NSC, seed: int, candidate_id: int = -1, poll: Poll = None,
-              blocks_per_stage: int = 0, on_rung: OnRung = None) -> TrainResult:
+              blocks_per_stage: int = 0, on_epoch: OnEpoch = None) -> TrainResult:
         row = self.table.row(canonical_hash(nsc))
         if row is None:
             return TrainResult(Status.ERROR, message="the block is not in the landscape table (outside its space)")
@@ -77,9 +77,11 @@ class TableTrainer:
         reported: list[float] = []
         for epoch in range(1, self.epochs + 1):
             stop_at = self._sleep(seconds / self.epochs, poll)
-            if not stop_at and epoch in self.rungs:
-                reported.append(curve[epoch - 1])
-                if on_rung is not None and on_rung(epoch, curve[epoch - 1]):
+            if not stop_at:
+                told = curve[epoch - 1] if epoch in self.rungs else None
+                if told is not None:
+                    reported.append(told)
+                if on_epoch is not None and on_epoch(epoch, told) and told is not None:
                     stop_at = epoch
             if stop_at:
                 result = pruned_result(self.rungs, reported, stop_at, restarts)

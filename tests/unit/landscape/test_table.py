@@ -95,14 +95,15 @@ def test_rungs_come_from_the_curve_and_pruning_charges_the_epochs_trained(noisy_
     h, nsc = distinct_blocks(Space(4))[7]
     i, s = trainer.table.row(h), 4 % 3
     seen = []
-    r = trainer.train(nsc, 4, on_rung=lambda e, a: seen.append((e, a)) is not None)
+    r = trainer.train(nsc, 4, on_epoch=lambda e, a: seen.append((e, a)) is not None)
     curve = trainer.table.curve[i, s]
-    assert seen == [(1, float(curve[0])), (3, float(curve[2]))] and r.rungs == [float(curve[0]), float(curve[2])]
+    assert seen == [(1, float(curve[0])), (2, None), (3, float(curve[2])), (4, None)]  # every epoch, rungs' accuracy
+    assert r.rungs == [float(curve[0]), float(curve[2])]
 
     def stop_at_3(epoch, accuracy):
         return epoch == 3
 
-    p = trainer.train(nsc, 4, on_rung=stop_at_3)
+    p = trainer.train(nsc, 4, on_epoch=stop_at_3)
     assert (p.status, p.epochs, p.accuracy) == (Status.PRUNED, 3, float(curve[2]))
     assert p.seconds == pytest.approx(float(trainer.table.seconds[i, s]) * 3 / 4)
 

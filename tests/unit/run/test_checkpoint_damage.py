@@ -50,11 +50,11 @@ def finished(tmp_path_factory):
     inner = SimulatedTrainer(cfg)
 
     class StopInIteration3:
-        def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0, on_rung=None):
+        def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0, on_epoch=None):
             calls.append(candidate_id)
             if candidate_id >= 14:
                 stop.handler(signal.SIGTERM, None)
-            return inner.train(nsc, seed, candidate_id, poll, blocks_per_stage, on_rung)
+            return inner.train(nsc, seed, candidate_id, poll, blocks_per_stage, on_epoch)
 
     out = tmp_path_factory.mktemp("damage") / "stopped"
     assert Master(cfg, out, InlineExecutor(StopInIteration3(), stop), stop, log=lambda line: None).run() == 143

@@ -29,11 +29,11 @@ class Recording:
         self.inner, self.stop, self.stop_at = SimulatedTrainer(cfg), stop, stop_at
         self.calls: list[tuple[int, str, int]] = []
 
-    def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0, on_rung=None):
+    def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0, on_epoch=None):
         if len(self.calls) == self.stop_at:
             self.stop.handler(signal.SIGTERM, None)  # as the signal would: raises Stopped while training
         self.calls.append((candidate_id, canonical_hash(nsc), blocks_per_stage))
-        return self.inner.train(nsc, seed, candidate_id, poll, blocks_per_stage, on_rung)
+        return self.inner.train(nsc, seed, candidate_id, poll, blocks_per_stage, on_epoch)
 
 
 def run(cfg, out, stop_at=-1, state=None):
@@ -128,7 +128,7 @@ class Watching(Recording):
         self.returned: list[tuple[float, int]] = []  # (time the result came back, id)
         self.seen: list[tuple[float, set[int], list[tuple[float, int]]]] = []
 
-    def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0, on_rung=None):
+    def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0, on_epoch=None):
         import time
 
         import h5py
@@ -140,7 +140,7 @@ class Watching(Recording):
                 on_disk = set(f["candidates"]["id"].tolist())
         self.seen.append((now, on_disk, list(self.returned)))
         time.sleep(self.seconds)
-        result = super().train(nsc, seed, candidate_id, poll, blocks_per_stage, on_rung)
+        result = super().train(nsc, seed, candidate_id, poll, blocks_per_stage, on_epoch)
         self.returned.append((time.perf_counter(), candidate_id))
         return result
 

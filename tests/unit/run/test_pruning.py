@@ -102,8 +102,9 @@ def test_the_real_trainer_stops_within_one_batch_of_the_answer_and_trains_on_wit
     per_epoch = 1500 // 100  # batches per epoch: 1,500 training images (the 500 validation ones are apart)
     polls, reported = [], []
 
-    def on_rung(epoch, accuracy):
-        reported.append((epoch, accuracy, len(polls)))
+    def on_epoch(epoch, accuracy):
+        if accuracy is not None:  # a rung (the other epochs are told too: progress)
+            reported.append((epoch, accuracy, len(polls)))
         return False
 
     def poll():  # the worker's poll: rank 0's PRUNE for rung 1 is there at the 3rd poll after the rung
@@ -112,14 +113,14 @@ def test_the_real_trainer_stops_within_one_batch_of_the_answer_and_trains_on_wit
             return Halt(1)
         return None
 
-    r = trainer.train(RESIDUAL_LIKE, seed, 1, poll=poll, on_rung=on_rung)
+    r = trainer.train(RESIDUAL_LIKE, seed, 1, poll=poll, on_epoch=on_epoch)
     assert r.status == Status.PRUNED and r.epochs == 1 and r.accuracy == reported[0][1] and r.rungs == [r.accuracy]
     assert len(polls) == per_epoch + 3  # stopped at the poll that saw the answer: no batch after it
-    full = trainer.train(RESIDUAL_LIKE, seed, 1, on_rung=lambda e, a: False)  # nobody stops it
+    full = trainer.train(RESIDUAL_LIKE, seed, 1, on_epoch=lambda e, a: False)  # nobody stops it
     assert full.status == Status.OK and full.epochs == 3 and len(full.rungs) == 2
     assert full.rungs[0] == r.accuracy  # the same training up to the rung
-    early = trainer.train(RESIDUAL_LIKE, seed, 1, on_rung=lambda e, a: True)
-    assert early.status == Status.PRUNED and early.epochs == 1  # stopped in on_rung itself (one process)
+    early = trainer.train(RESIDUAL_LIKE, seed, 1, on_epoch=lambda e, a: True)
+    assert early.status == Status.PRUNED and early.epochs == 1  # stopped in on_epoch itself (one process)
 
 
 def _rule_holds(c, cfg):

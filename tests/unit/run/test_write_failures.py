@@ -106,10 +106,10 @@ def _stopped_in_iteration_3(out):
     stop, inner = StopFlag(), SimulatedTrainer(cfg)
 
     class StopAt19:
-        def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0, on_rung=None):
+        def train(self, nsc, seed, candidate_id=-1, poll=None, blocks_per_stage=0, on_epoch=None):
             if candidate_id >= 19:
                 stop.handler(signal.SIGTERM, None)
-            return inner.train(nsc, seed, candidate_id, poll, blocks_per_stage, on_rung)
+            return inner.train(nsc, seed, candidate_id, poll, blocks_per_stage, on_epoch)
 
     assert Master(cfg, out, InlineExecutor(StopAt19(), stop), stop, log=lambda line: None).run() == 143
     shutil.copy(out / "search.h5", out / "search.h5.bak")
