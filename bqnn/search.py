@@ -196,9 +196,10 @@ def _banner(cfg: Config, master: Master, executor: Executor, where: str, out: st
           + (f", limits: {budget.describe(cfg.limits)}" if budget.active(cfg.limits) else ""),
           flush=True)
     if resumed:
-        print(f"resuming at iteration {min(master.iteration + 1, master.total)}/{master.total}: "
-              f"{len(master.records)} candidates "
-              f"done, {len(master.resume_inflight)} to train again (run {master.clock.runs})", flush=True)
+        inflight = len(master.resume_inflight)
+        print(f"resuming at iteration {min(master.iteration + 1, master.total)}/{master.total} (run "
+              f"{master.clock.runs}): the {len(master.records)} candidates recorded are kept"
+              + (f"; {inflight} were training when it stopped and start again" if inflight else ""), flush=True)
 
 
 def _run_master(cfg: Config, out: str, state: checkpoint.SearchState | None, comm: Any, stop: StopFlag,

@@ -52,6 +52,8 @@ class SearchConfig:
     explore: Literal["uniform", "by_type"] = "uniform"
     dispatch: Literal["batch", "async"] = "batch"  # MPI: Q-update per iteration, or as results arrive
     checkpoint_interval: float = 1.0  # the longest a finished result waits before it is in search.h5, s
+    progress_interval: float = 60.0  # within a long iteration, a progress line at least this often, s
+    status_interval: float = 2.0  # DIR/status.json (the live status) is replaced this often, s
     # a task training longer than this (seconds) means its worker is hung: the job checkpoints and ends (exit 75)
     # so that it can be requeued. 0: 10 x the longest training so far, at least 600 s (none before a result)
     task_deadline: float = 0.0
@@ -261,7 +263,8 @@ RANGES: dict[str, Range] = {
     "search.seed": Range(0, I64), "search.blocks_per_iteration": Range(1, 100_000),
     "search.alpha": Range(0.0, 1.0, lo_open=True), "search.gamma": Range(0.0, 1.0),
     "search.q_init": Range(-1e9, 1e9), "search.replay_samples": Range(0, 1_000_000),
-    "search.checkpoint_interval": Range(0.0, 86_400.0),
+    "search.checkpoint_interval": Range(0.0, 86_400.0), "search.progress_interval": Range(1.0, 86_400.0),
+    "search.status_interval": Range(0.1, 3600.0),
     "search.task_deadline": Range(0.0, 31_536_000.0),
     "limits.params": Range(0, 2**62), "limits.flops": Range(0, 2**62),
     "pnas.beam": Range(1, 100_000), "pnas.max_size": Range(1, 30), "pnas.ensemble": Range(1, 100),
@@ -300,7 +303,9 @@ DEVICE = re.compile(r"auto|cpu|cuda|cuda:[0-9]{1,3}")
 # trainer.amp is not one: bf16 moves early-stop accuracies by 0.35 points on average, up to 1.3
 # (bench/precision.py), so the precision is part of a search's identity (docs/choices.md, "Precision").
 RUNTIME_KEYS = frozenset({
-    "search.checkpoint_interval", "search.task_deadline", "trainer.device", "trainer.threads", "trainer.share_gpus",
+    "search.checkpoint_interval", "search.progress_interval", "search.status_interval", "search.task_deadline",
+    "trainer.device",
+    "trainer.threads", "trainer.share_gpus",
     "trainer.channels_last", "trainer.cudnn_benchmark", "trainer.fused_adam", "trainer.avg_pool_conv",
     "trainer.narrow_bn_contiguous", "trainer.deterministic",
     "trainer.eval_batch_size", "trainer.sim_seconds", "trainer.sim_sigma", "trainer.table_time_scale",

@@ -37,7 +37,7 @@ from ..config import Config
 from ..signals import StopFlag, Stopped
 from ..strategies import Strategy, make_strategy
 from ..training.result import Status, TrainResult, Where, candidate_seed
-from . import checkpoint, progress, snapshot
+from . import checkpoint, progress, snapshot, status
 from .candidates import Candidate, CandidateTable, candidate_dtype
 from .costs import Costs
 from .dispatch import DISPATCH
@@ -71,6 +71,8 @@ class Master:
         self.waiting: dict[str, list[Task]] = {}  # hash -> candidates waiting for that training
         self.resume_inflight: list[Task] = []
         self.clock = snapshot.Clock()
+        self.pace = status.Pace()  # this run's trainings, for the ETA
+        self.last_line = time.perf_counter()  # the last progress line
         self.last_save = time.perf_counter()
         self.unsaved = 0  # records added since the last checkpoint
         # resumed from search.h5.bak because search.h5 was bad: the first save must not make the bad file the backup
@@ -81,10 +83,21 @@ class Master:
 
     # ------------------------------------------------------------ the loop
     def run(self) -> int:
-        """Run to the end or to a stop signal; returns the process exit code."""
+        """Run to the end or to a stop signal; returns the process exit code. DIR/status.json shows the loop live
+        (run/status.py) until it ends, and then how it ended."""
         if not checkpoint.exists(self.out):  # a new search: its directory must take a checkpoint before any training
             self._check_space()
             self.save()
+        writer = status.StatusWriter(self.out, lambda: status.build(self), self.cfg.search.status_interval)
+        ended = "failed"
+        try:
+            code = self._run()
+            ended = "finished" if code == 0 else "stopped"
+            return code
+        finally:
+            writer.close(status.build(self, ended))
+
+    def _run(self) -> int:
         try:
             self._loop()
         except Stopped:
@@ -115,6 +128,8 @@ class Master:
                 self._on_result(done)
             while self.iteration < self.total and self._complete(self.iteration):
                 self._end_iteration(self.iteration)
+            if time.perf_counter() - self.last_line >= self.cfg.search.progress_interval:
+                self._progress_line()
             if self.unsaved and time.perf_counter() - self.last_save >= self.cfg.search.checkpoint_interval:
                 self.save()
 
@@ -179,12 +194,33 @@ class Master:
         self.unsaved += 1  # the iteration's Q-updates are state too
         rewards = [float(self.records[i]["reward"]) for i in ids] or [float("nan")]
         seconds = self.clock.lap()
-        elapsed = self.clock.elapsed()
-        eta = elapsed / self.iteration * (self.total - self.iteration) if self.iteration else 0.0
+        planned = self.strategy.planned_candidates(self.n)
         self.log(progress.iteration_line(it, self.total, self.strategy.epsilon(it), rewards, self.records.array(),
-                                         self.strategy.planned_candidates(self.n), seconds, elapsed, eta,
+                                         planned, seconds, self.clock.elapsed(),
+                                         self.pace.eta(max(0, planned - len(self.records))),
                                          self.strategy.note(it)))
+        self.last_line = time.perf_counter()
         sys.stdout.flush()
+
+    def _progress_line(self) -> None:
+        """Within a long iteration: what is in, the best so far, the ETA."""
+        it = self.iteration
+        ids = self.iterations.ids(it) if it < len(self.iterations) else range(0)
+        planned = self.strategy.planned_candidates(self.n)
+        self.log(progress.running_line(it, self.total, ids, self.records.array(), self.executor.ranks(),
+                                       self.clock.elapsed(), self.pace.eta(max(0, planned - len(self.records)))))
+        self.last_line = time.perf_counter()
+        sys.stdout.flush()
+
+    def status_counts(self) -> dict[str, object]:
+        """The counts of the live status (run/status.py)."""
+        rows = self.records.array()
+        done, repeats, failed, rejected, pruned = progress.counts(rows)
+        return {"strategy": self.strategy.name, "candidates": done, "planned": self.strategy.planned_candidates(self.n),
+                "trained": done - repeats - rejected, "repeats": repeats, "failed": failed, "rejected": rejected,
+                "pruned": pruned, "in_flight": len(self.running),
+                "best_reward": float(rows["reward"].max()) if done else None, "elapsed": self.clock.elapsed(),
+                "run": self.clock.runs, "run_trained": self.pace.trained, "epochs": self.cfg.trainer.epochs}
 
     # --------------------------------------------------------------- records
     def _record(self, task: Task, result: TrainResult, where: Where, repeat: bool = False) -> None:
@@ -199,6 +235,7 @@ class Master:
             params=cost.params, density=cost.density, blocks=cost.blocks, epsilon=task.epsilon))
         if not repeat:
             self.pruner.record(task.iteration, self.records[task.id]["rungs"])
+        self.pace.add(repeat, result.status)
         self.unsaved += 1
         self.policy.recorded(self, task)
 

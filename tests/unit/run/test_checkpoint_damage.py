@@ -164,7 +164,7 @@ def test_both_files_bad_is_one_line_and_neither_file_changes(finished, tmp_path,
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert r.stderr.startswith(f"bqnn.search: error: {out / 'search.h5'}") and "search.h5.bak" in r.stderr
     assert (md5(out / "search.h5"), md5(out / "search.h5.bak")) == before
-    assert sorted(p.name for p in out.iterdir()) == ["search.h5", "search.h5.bak"]
+    assert sorted(p.name for p in out.iterdir()) == ["search.h5", "search.h5.bak", "status.json"]
 
 
 def test_flipped_bits_are_detected_or_harmless(finished, tmp_path):

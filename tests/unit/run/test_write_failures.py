@@ -40,7 +40,7 @@ def test_a_full_disk_is_one_line_and_the_search_resumes_when_there_is_room(tiny,
         "this search's checkpoints will need about" in warning, r.stderr
     assert error.startswith(f"bqnn.search: error: cannot write {out / 'search.h5'}: No space left on device")
     assert error.endswith("the last checkpoint is kept")
-    assert sorted(p.name for p in out.iterdir()) == ["search.h5", "search.h5.bak"]  # no .part, no lock
+    assert sorted(p.name for p in out.iterdir()) == ["search.h5", "search.h5.bak", "status.json"]  # no .part, lock
     stopped = checkpoint.read(out / "search.h5")
     assert 0 < stopped.iteration < 12 and checkpoint.read(out / "search.h5.bak").iteration <= stopped.iteration
     moved = tmp_path / "moved"  # space freed: the same directory on a disk with room
@@ -151,7 +151,8 @@ def test_a_file_made_immutable_during_the_search_fails_the_save_and_keeps_both(e
     assert str(e.value).startswith(f"cannot write {out / pinned_file}: Operation not permitted") and \
         "\n" not in str(e.value)
     after = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert sorted(after) == ["search.h5", "search.h5.bak"] and after["search.h5.bak"] == before["search.h5.bak"]
+    assert sorted(after) == ["search.h5", "search.h5.bak", "status.json"]
+    assert after["search.h5.bak"] == before["search.h5.bak"]
     if pinned_file == "search.h5":
         assert after == before
     else:  # the new file went in (read back and verified); the backup is the older one, as it was
