@@ -83,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if warning:
         print(warning, file=sys.stderr)
+    if others:
+        from .results.files import incomparable
+
+        note = incomparable([state] + [st for _, st in others])
+        if note:
+            print(f"warning: the compared searches are not comparable: {note} (compare.png says so)", file=sys.stderr)
     s = summarize(state, args.top, args.dir)
     if args.json:
         emit(json.dumps(s))
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     emit(_text(s))
     out = Path(args.report_dir) if args.report_dir else Path(args.dir) / "report"
     try:
-        written = write_report(args.dir, state, s, out, others)
+        written = write_report(args.dir, state, s, out, others, args.compare)
     except OSError as e:
         print(f"bqnn.report: error: cannot write the report into {out}: {e}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ Used by `python -m bqnn.report DIR` (`write_report`).
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,20 +75,24 @@ def write_summary(path: Path, s: dict) -> Path:
 
 
 def write_report(directory: str | Path, state: SearchState, s: dict, out: Path,
-                 compare: list[tuple[str, SearchState]]) -> list[Path]:
+                 compare: list[tuple[str, SearchState]], compare_dirs: list[str] | None = None) -> list[Path]:
+    """Every file of the report: candidates.csv, summary.md, the figures."""
+    compare_dirs = compare_dirs or []
     out.mkdir(parents=True, exist_ok=True)
     written = [write_csv(out / "candidates.csv", state), write_summary(out / "summary.md", s)]
     if state.iteration > 0:
         cv = curves(state)
-        written.append(plots.search_figure(out / "search.png", cv["iteration"], cv["epsilon"], cv["mean"], cv["top1"],
-                                           cv["top5"], f"{s['strategy']}: reward per iteration"))
+        written.append(plots.save(plots.search_plot(cv["iteration"], cv["epsilon"], cv["mean"], cv["top1"],
+                                                    cv["top5"], f"{s['strategy']}: reward per iteration"),
+                                  out / "search.png"))
     v = s["verified"]
     if v:
         sp = s["spearman"]
-        written.append(plots.verify_figure(out / "verify.png", np.array([r["reward"] for r in v]),
-                                           np.array([r["verified_accuracy"] for r in v]),
-                                           np.array([r["early_stop_accuracy"] for r in v]),
-                                           sp["reward_vs_verified"] or 0.0, sp["early_stop_vs_verified"] or 0.0))
+        written.append(plots.save(plots.verify_plot(np.array([r["reward"] for r in v]),
+                                                    np.array([r["verified_accuracy"] for r in v]),
+                                                    np.array([r["early_stop_accuracy"] for r in v]),
+                                                    sp["reward_vs_verified"], sp["early_stop_vs_verified"]),
+                                  out / "verify.png"))
     (out / "blocks").mkdir(exist_ok=True)
     for i, b in enumerate(s["top"], 1):
         nsc = validate(b["nsc"], max(len(b["nsc"]), 2))
@@ -98,11 +103,29 @@ def write_report(directory: str | Path, state: SearchState, s: dict, out: Path,
     if cfg.pruning.rule != "none" and (trained["rungs"][:, 0] >= 0).any():
         trained = trained[np.argsort(trained["id"], kind="stable")]
         cuts = Pruner(cfg.pruning).cutoffs_for(trained["rungs"])
-        written.append(plots.rung_figure(out / "rungs.png", tuple(cfg.pruning.rungs), cfg.trainer.epochs, trained,
-                                         cuts))
+        written.append(plots.save(plots.rung_plot(tuple(cfg.pruning.rungs), cfg.trainer.epochs, trained, cuts),
+                                  out / "rungs.png"))
     if compare:
         runs = []
         for label, st in [(f"{state.strategy} ({Path(directory).name})", state)] + compare:
             runs.append((label, *training_curves(st)))
-        written.append(plots.compare_figure(out / "compare.png", runs))
+        note = incomparable([state] + [st for _, st in compare])
+        written.append(plots.save(plots.compare_plot(runs, note), out / "compare.png"))
     return written
+
+
+# What must be equal for two searches' rewards to be compared: the data, the network, how long a candidate trains,
+# the reward's weights (the strategy, its budget and the space may differ: that is what a comparison is about).
+COMPARABLE = ("data.dataset", "data.root", "data.resize", "data.train_subset", "data.val_size", "data.split_seed",
+              "network.framework", "network.filters", "network.blocks_per_stage", "trainer.epochs",
+              "trainer.batch_size", "trainer.lr", "trainer.lr_step", "trainer.amp", "trainer.kind", "reward.preset",
+              "reward.mu", "reward.rho")
+
+
+def incomparable(states: list[SearchState]) -> str:
+    """What differs between the searches beyond the search itself, in a few words ("" when they compare)."""
+    from ..config import to_dict
+
+    cfgs = [to_dict(from_json(st.config_json)) for st in states]
+    differ = [k for k in COMPARABLE if len({json.dumps(c[k.split(".")[0]][k.split(".")[1]]) for c in cfgs}) > 1]
+    return ", ".join(differ[:4]) + (" ..." if len(differ) > 4 else "") + (" differ" if differ else "")
