@@ -12,6 +12,8 @@ setup(
     version="0.1.0",
     description="BlockQNN: block-wise neural network architecture search with Q-learning, on MPI and SLURM",
     packages=find_packages(include=["bqnn", "bqnn.*"]),
+    # the dashboard's page, script, style and its chart library (Chart.js, MIT): served from the package, no CDN
+    package_data={"bqnn.dashboard": ["static/*"]},
     python_requires=">=3.11",
     install_requires=[
         # the releases CI runs (2.13): older ones lack torch.OutOfMemoryError and fused Adam on the CPU, which the
@@ -31,6 +33,8 @@ setup(
         # tests and checks: lint, types, the layers contract (import-linter), property-based tests; the unit tests
         # and end-to-end tests run on both cores (pytest-xdist), the MPI and SLURM ones one at a time
         "dev": ["pytest>=7", "pytest-xdist>=3", "onnx>=1.17", "onnxscript>=0.5", "onnxruntime", "optuna>=4",
-                "ruff>=0.17,<0.18", "mypy>=2.4,<2.5", "import-linter>=2.16,<3", "hypothesis>=6.100"],
+                "ruff>=0.17,<0.18", "mypy>=2.4,<2.5", "import-linter>=2.16,<3", "hypothesis>=6.100",
+                # the dashboard's tests drive Debian's chromium through its chromedriver (nothing is downloaded)
+                "selenium>=4.20"],
     },
 )

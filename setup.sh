@@ -3,7 +3,7 @@
 # environment in .venv with the CPU build of PyTorch, and bqnn itself (editable).
 #
 #   bash setup.sh           # what the demo needs
-#   bash setup.sh --test    # also what the test suite needs (shellcheck, SLURM, munge)
+#   bash setup.sh --test    # also what the test suite needs (shellcheck, SLURM, munge, Chromium and chromedriver)
 #
 # Reads: PYTHON (interpreter for the venv, default python3), BQNN_TORCH (torch
 # requirement, default torch==2.13.0: the CPU wheel on these machines; on a GPU
@@ -22,6 +22,9 @@ if [ "$want_test" = 1 ]; then
   command -v slurmctld >/dev/null || apt_pkgs+=(slurm-wlm)
   command -v munged >/dev/null || apt_pkgs+=(munge)
   command -v h5dump >/dev/null || apt_pkgs+=(hdf5-tools)
+  # the dashboard's and the report page's tests drive a real headless Chromium with the system's chromedriver
+  command -v chromium >/dev/null || apt_pkgs+=(chromium)
+  [ -x /usr/bin/chromedriver ] || apt_pkgs+=(chromium-driver)
 fi
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -12,6 +12,8 @@ import numpy as np
 
 from ..blocks.code import format_nsc, validate
 from ..config import from_json
+from ..dashboard.page import report_page
+from ..dashboard.views import Run
 from ..run.checkpoint import SearchState
 from ..run.pruning import Pruner
 from ..training.result import Status
@@ -76,7 +78,8 @@ def write_summary(path: Path, s: dict) -> Path:
 
 def write_report(directory: str | Path, state: SearchState, s: dict, out: Path,
                  compare: list[tuple[str, SearchState]], compare_dirs: list[str] | None = None) -> list[Path]:
-    """Every file of the report: candidates.csv, summary.md, the figures."""
+    """Every file of the report: candidates.csv, summary.md, the figures, and index.html (the dashboard's views of
+    this search and the compared ones, in one self-contained file)."""
     compare_dirs = compare_dirs or []
     out.mkdir(parents=True, exist_ok=True)
     written = [write_csv(out / "candidates.csv", state), write_summary(out / "summary.md", s)]
@@ -111,6 +114,9 @@ def write_report(directory: str | Path, state: SearchState, s: dict, out: Path,
             runs.append((label, *training_curves(st)))
         note = incomparable([state] + [st for _, st in compare])
         written.append(plots.save(plots.compare_plot(runs, note), out / "compare.png"))
+    page = report_page([Run(directory), *(Run(d) for d in compare_dirs)])
+    (out / "index.html").write_text(page)
+    written.append(out / "index.html")
     return written
 
 
