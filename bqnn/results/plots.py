@@ -37,10 +37,16 @@ def save(fig, path: Path, dpi: int = 110) -> Path:
     return path
 
 
-def _integer_ticks(axis) -> None:
-    from matplotlib.ticker import MaxNLocator
+def _integer_ticks(axis, lo: float, hi: float) -> None:
+    """Whole-number ticks between lo and hi: each one when there are few (a locator's "integer" still falls back to
+    fractions on a span under one), else a whole-number locator."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator
 
-    axis.set_major_locator(MaxNLocator(integer=True))
+    first, last = int(np.ceil(lo)), int(np.floor(hi))
+    if last - first <= 20:
+        axis.set_major_locator(FixedLocator(list(range(first, last + 1))))
+    else:
+        axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _pad(ax, values: np.ndarray) -> None:
@@ -84,7 +90,7 @@ def search_plot(iterations: np.ndarray, epsilon: np.ndarray, mean: np.ndarray, t
         ax.text((x[s] + x[end - 1]) / 2, 1.01, f"ε={epsilon[s]:g}", transform=ax.get_xaxis_transform(),
                 ha="center", va="bottom", fontsize=8)
     ax.set_xlim(x[0] - 0.5, x[-1] + 0.5)
-    _integer_ticks(ax.xaxis)
+    _integer_ticks(ax.xaxis, x[0] - 0.5, x[-1] + 0.5)
     _pad(ax, np.concatenate([mean, top1]))
     ax.set_xlabel("iteration (batch)")
     ax.set_ylabel("reward")
@@ -163,7 +169,9 @@ def compare_plot(runs: list[tuple[str, np.ndarray, np.ndarray]], note: str = "")
         ax.plot(x, top1, color=color, label=f"{label} top-1", marker="o" if len(x) < 30 else None, markersize=4)
         if np.isfinite(top5).any():
             ax.plot(x, top5, color=color, linestyle="--", label=f"{label} top-5")
-    _integer_ticks(ax.xaxis)
+    longest = max((len(top1) for _, top1, _ in runs), default=1)
+    ax.set_xlim(0.5, longest + 0.5)
+    _integer_ticks(ax.xaxis, 0.5, longest + 0.5)
     ax.set_xlabel("networks trained")
     ax.set_ylabel("reward")
     ax.set_title("best blocks found so far" + (f"\nnot comparable: {note}" if note else ""),
