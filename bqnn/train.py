@@ -219,6 +219,7 @@ def _train_one(args: argparse.Namespace, rank: int | None, d: Dist, device: torc
     try:
         nsc, cfg, out, source = resolve(args, rank)
         if args.top and (out / "result.json").exists():
+            _done_is_this_block(out / "result.json", nsc, rank)
             if d.main:
                 print(f"rank {rank}: {out / 'result.json'} exists, skipped", flush=True)
             return 0
@@ -250,6 +251,23 @@ def _train_one(args: argparse.Namespace, rank: int | None, d: Dist, device: torc
     finally:
         job.stop.restore()
     return 0
+
+
+def _done_is_this_block(path: Path, nsc: NSC, rank: int | None) -> None:
+    """A finished verification may be skipped only if it verified the block that has this rank now: the search may
+    have moved on since (a better block took the rank). ConfigError, one line, when it is another block's."""
+    from .blocks.canon import canonical_hash
+    from .config import ConfigError
+
+    try:
+        done = json.loads(path.read_text())
+        held = done["hash"] if isinstance(done, dict) else None
+    except (OSError, ValueError, KeyError):
+        raise ConfigError(f"rank {rank}: {path} is unreadable; move it away to verify this rank again") from None
+    if held != canonical_hash(nsc):
+        raise ConfigError(f"rank {rank}: {path} is the result of another block (hash {held}; rank {rank} of the "
+                          f"search is now block {canonical_hash(nsc)}, the search has moved on); use another --out, "
+                          f"or move that directory away")
 
 
 # A rank of a data-parallel job ends through mpi/ddp.end (MPI finalized, no interpreter teardown: gloo's

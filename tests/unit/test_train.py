@@ -126,6 +126,16 @@ def test_top_k_verification_writes_next_to_the_search_and_skips_finished_ranks(t
     assert r.returncode == 0 and r.stdout.count("exists, skipped") == 2
     rep = json.loads(run_module("bqnn.report", str(search), "--json").stdout)
     assert [v["rank"] for v in rep["verified"]] == [1, 2]
+    # the search moved on: rank 1 is now another block than the one verified in rank-001 (issue 28: --top skipped it)
+    v = search / "verify"
+    (v / "rank-001").rename(v / "was-1")
+    (v / "rank-002").rename(v / "rank-001")
+    (v / "was-1").rename(v / "rank-002")
+    r = run_module("bqnn.train", *args)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"bqnn.train: error: rank 1: {v / 'rank-001' / 'result.json'} is the result of another block (hash "
+        f"{results[1]['hash']}; rank 1 of the search is now block {results[0]['hash']}, the search has moved on); "
+        f"use another --out, or move that directory away"], r.stderr
 
 
 class Code:  # a class of the writer's program: a weights-only load refuses it
