@@ -40,7 +40,8 @@ def test_the_search_figure_shows_every_iteration_it_has(runs, which):
     assert _integer(ax.get_xticks()) and _integer([t for t in ax.get_xticks() if ax.get_xlim()[0] <= t])
     lo, hi = ax.get_ylim()
     assert hi - lo >= 2.0  # never a scale of 0.96-1.04 around one value
-    assert ("top-5" in " ".join(t.get_text() for t in ax.get_legend().get_texts())) == bool(np.isfinite(cv["top5"]).any())
+    legend = " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert ("top-5" in legend) == bool(np.isfinite(cv["top5"]).any())
     if which == "one":  # 4 blocks: no top-5 yet, and the figure says it shows one iteration
         assert not np.isfinite(cv["top5"]).any() and "(1 iteration complete)" in ax.get_title()
 
