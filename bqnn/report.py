@@ -21,7 +21,8 @@ spent: every epoch of every trained candidate, restarts included), predictor_spe
 null where undefined),
 best {nsc (list of 5-lists), reward, accuracy, flops, params, density,
 blocks_per_stage, id, iteration}, top (the K best
-unique blocks), per_iteration [{iteration, epsilon, mean_reward, best_reward}],
+unique blocks trained to the end, status ok: top[K-1] is
+`bqnn.train --from DIR --rank K`), per_iteration [{iteration, epsilon, mean_reward, best_reward}],
 per_epsilon {epsilon: mean reward}, utilization {per_rank: [{rank, busy, idle,
 utilization}], mean}, candidates_per_worker_hour, elapsed_seconds,
 master_cpu_seconds, strategy, verified [{rank, hash, reward, early_stop_accuracy,

@@ -58,30 +58,9 @@ if TYPE_CHECKING:
 # Everything else is imported inside the functions: run as a program, this module holds stop signals
 # (signals.hold) before torch, numpy and h5py load (~2 s), so a SIGTERM during start-up still exits 143.
 
-__all__ = ["main", "setup", "top_block"]
+__all__ = ["main", "setup"]
 
 PROG = "bqnn.train"
-
-
-def top_block(search_dir: str | Path, rank: int) -> tuple[NSC, dict[str, Any], str]:
-    """The rank-th best (1-based) unique trained block of a search, with its record and the search's config JSON."""
-    from .blocks.code import from_array
-    from .config import ConfigError
-    from .run import checkpoint
-
-    state, _, warning = checkpoint.load(search_dir)
-    if warning:
-        print(warning, file=sys.stderr)
-    c = state.candidates
-    trained = c[(c["repeat"] == 0) & (c["status"] == 0)]
-    order = trained[(-trained["reward"]).argsort(kind="stable")]
-    if not 1 <= rank <= len(order):
-        raise ConfigError(f"--rank {rank}: the search in {search_dir} has {len(order)} trained blocks")
-    row = order[rank - 1]
-    record = {"search": str(search_dir), "rank": rank, "id": int(row["id"]), "reward": float(row["reward"]),
-              "early_stop_accuracy": float(row["accuracy"]), "iteration": int(row["iteration"]),
-              "blocks_per_stage": int(row["blocks"])}
-    return from_array(row["nsc"], state.max_index), record, state.config_json
 
 
 def setup(device_spec: str) -> tuple[Dist, torch.device]:
@@ -134,6 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def resolve(args: argparse.Namespace, rank: int | None = None) -> tuple[NSC, TrainJobConfig, Path, dict[str, Any]]:
     from .blocks.code import NAMED_BLOCKS, format_nsc, parse
     from .config import ConfigError, TrainJobConfig, from_json, load, to_dict
+    from .results.ranking import top_block
     from .training.final import PROTOCOLS
 
     source: dict[str, Any] = {}

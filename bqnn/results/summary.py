@@ -15,6 +15,7 @@ from ..run.checkpoint import SearchState
 from ..stats import spearman
 from ..training.result import Status
 from .plots import running_top
+from .ranking import ranked
 
 
 def verified_results(directory: str | Path) -> list[dict]:
@@ -72,7 +73,7 @@ def summarize(state: SearchState, top: int = 5, directory: str | Path | None = N
     c = state.candidates[np.argsort(state.candidates["id"], kind="stable")]
     trained = c[c["repeat"] == 0]
     ok = trained[trained["status"] == Status.OK]
-    ranked = trained[np.argsort(-trained["reward"], kind="stable")]
+    best = ranked(c)  # the blocks trained to the end, as bqnn.train --rank K counts them
     per_iter = _per_iteration(c, state.iteration)
     per_eps: OrderedDict[str, list[float]] = OrderedDict()
     for row in per_iter:
@@ -95,8 +96,8 @@ def summarize(state: SearchState, top: int = 5, directory: str | Path | None = N
                                for x in state.strategy_arrays.get("round_spearman", np.zeros(0)).tolist()],
         "failed_by_status": {Status(s).name.lower(): int((trained["status"] == s).sum())
                              for s in sorted(set(trained["status"].tolist())) if s not in (Status.OK, Status.PRUNED)},
-        "best": block(ranked[0]) if len(ranked) else None,
-        "top": [block(r) for r in ranked[:top]],
+        "best": block(best[0]) if len(best) else None,
+        "top": [block(r) for r in best[:top]],
         "per_iteration": per_iter,
         "per_epsilon": {eps: float(np.mean(v)) for eps, v in per_eps.items()},
         **_utilization(state, len(trained)),

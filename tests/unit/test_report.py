@@ -108,3 +108,20 @@ def test_a_reader_that_closes_the_pipe_is_not_an_error(two_runs, tmp_path, args)
     d = subprocess.run(["bash", "-o", "pipefail", "-c", f"{sys.executable} -m bqnn.describe residual-like | head -c 0"],
                        capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
     assert d.returncode == 0 and d.stderr == "", d.stderr
+
+
+def test_the_top_blocks_are_the_ranks_of_bqnn_train(tmp_path):
+    """A block rejected by BlockQNN-L's limits was never trained: the report listed such blocks in its top, so its
+    rank K was not `bqnn.train --from DIR --rank K`. Now both count the blocks trained to the end, in one order."""
+    from bqnn.results.ranking import top_block
+
+    d = tmp_path / "limited"
+    r = run_module("bqnn.search", "--out", str(d), *SIM[:-2], "--set", "search.schedule=[[1.0, 2], [0.1, 2]]",
+                   "--set", "limits.params=120000", "--set", "limits.adaptive_blocks=true")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(run_module("bqnn.report", str(d), "--json", "--top", "100").stdout)
+    assert rep["rejected"] > 0 and len(rep["top"]) == rep["unique_trained"] - rep["failed"] - rep["pruned"]
+    assert all(b["blocks_per_stage"] > 0 for b in rep["top"])
+    for k, b in enumerate(rep["top"], 1):
+        _, record, _ = top_block(d, k)
+        assert record["id"] == b["id"] and record["reward"] == pytest.approx(b["reward"])
