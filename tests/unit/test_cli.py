@@ -87,13 +87,13 @@ def test_missing_config_and_bad_toml(tmp_path):
 
 def test_describe_contract():
     r = run_module("bqnn.describe", "[(1,4,0,0,0),(2,1,3,1,0),(3,1,3,2,0),(4,5,0,1,3),(5,7,0,0,0)]",
-                   "--channels", "32", "--hw", "32")
+                   "--channels", "32", "--hw", "32", "--json")
     assert r.returncode == 0
     d = json.loads(r.stdout)
     assert d["valid"] is True
     assert (d["nodes"], d["edges"], d["density"], d["params"], d["flops"], d["leaves"]) == \
         (6, 6, 1.0, 18560, 37978112, [4])
-    r = run_module("bqnn.describe", "inception-like", "--channels", "32", "--hw", "32", "--network", "cifar")
+    r = run_module("bqnn.describe", "inception-like", "--channels", "32", "--hw", "32", "--network", "cifar", "--json")
     d = json.loads(r.stdout)
     assert d["params"] == 41344 and d["network"]["params"] == 3434500
 

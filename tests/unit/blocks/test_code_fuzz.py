@@ -47,7 +47,7 @@ OPTIONS = st.lists(st.tuples(st.sampled_from(["--channels", "--hw", "--in-channe
 @FAST
 @given(st.one_of(texts(), st.sampled_from(["residual-like", "inception-like"])), OPTIONS)
 def test_describe_answers_json_or_one_line_and_exit_2(code, options):
-    argv = [code] + [x for pair in options for x in pair]
+    argv = [code, "--json"] + [x for pair in options for x in pair]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:

@@ -94,7 +94,7 @@ def test_config_and_a_bad_value():
 
 
 def test_describe_names_the_spaces_and_checks_one():
-    r = run_module("bqnn.describe", SEPARATE_RESIDUAL, "--network", "cifar")
+    r = run_module("bqnn.describe", SEPARATE_RESIDUAL, "--network", "cifar", "--json")
     out = json.loads(r.stdout)
     assert r.returncode == 0 and out["spaces"] == ["separate"] and out["network"]["params"] > 0
     r = run_module("bqnn.describe", SEPARATE_RESIDUAL, "--space", "pcc")

@@ -57,6 +57,8 @@ READERS = {
     "search": lambda d: ("bqnn.search", "--out", str(d)),
     "report": lambda d: ("bqnn.report", str(d), "--json"),
     "report-files": lambda d: ("bqnn.report", str(d), "--report-dir", str(d.parent / "report-out")),
+    "describe": lambda d: ("bqnn.describe", "--from", str(d), "--rank", "1"),
+    "describe-code": lambda d: ("bqnn.describe", "residual-like", "--from", str(d), "--json"),
     "train": lambda d: ("bqnn.train", "--from", str(d), "--rank", "1", "--out", str(d.parent / "train-out")),
 }
 
