@@ -203,10 +203,10 @@ def _train_one(args: argparse.Namespace, rank: int | None, d: Dist, device: torc
             if d.main:
                 print(f"rank {rank}: {out / 'result.json'} exists, skipped", flush=True)
             return 0
+        job = Job(nsc, cfg, out, source, d, device)  # reads the dataset first: a bad one leaves no empty --out
         if d.main:
             out.mkdir(parents=True, exist_ok=True)
         d.barrier()
-        job = Job(nsc, cfg, out, source, d, device)
     except (ConfigError, NSCError, DataError, CheckpointError, ValueError) as e:
         return _fail(str(e))
     job.stop.install()

@@ -164,7 +164,9 @@ class OutputLock:
         self.path = self.directory / LOCKNAME
         self.stale_after, self.renew_every = stale_after, renew_every
         self.holder: dict[str, Any] | None = None
-        self.created = False  # the directory was made by this lock (removed again if the run never starts)
+        # the directories made by this lock, --out and any missing parents, deepest first (removed again if the
+        # run never starts)
+        self.created: list[Path] = []
         self.broke: str | None = None  # what was said of a stale lock that was broken, for the log
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -178,7 +180,7 @@ class OutputLock:
 
     def acquire(self) -> None:
         try:
-            self.created = not self.directory.exists()
+            self.created = [p for p in (self.directory, *self.directory.parents) if not p.exists()]
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LockError(f"cannot create the output directory {self.directory}: {e.strerror or e}") from None
@@ -294,13 +296,13 @@ class OutputLock:
                     warned = True
 
     def abandon(self) -> None:
-        """Release, and remove the directory if this lock made it and nothing was written there."""
+        """Release, and remove the directories this lock made where nothing was written."""
         self.release()
-        if self.created:
+        for made in self.created:
             try:
-                self.directory.rmdir()
-            except OSError:
-                pass
+                made.rmdir()
+            except OSError:  # something was written there after all
+                return
 
     def release(self) -> None:
         self._stop.set()

@@ -197,3 +197,20 @@ def test_no_validation_split_trains_on_everything_and_keeps_the_last_epoch(tmp_p
     assert all(torch.equal(last[k], exported[k]) for k in last)
     with pytest.raises(ConfigError, match="data.val_size: a search needs a validation split"):
         load(ROOT / "jobs" / "demo.toml", ["data.val_size=0"])
+
+
+@pytest.mark.parametrize("dataset", ["cifar100", "imagefolder"])
+def test_a_missing_dataset_leaves_no_empty_out_behind(tmp_path, dataset):
+    """The dataset is read before --out is made: a typo in data.root is one line and nothing on disk."""
+    out = tmp_path / "runs" / "res"
+    r = run_module("bqnn.train", "--block", "residual-like", "--protocol", "cifar-final", "--out", str(out),
+                   "--set", f"data.dataset={dataset}", "--set", f"data.root={tmp_path / 'no-such-dir'}")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no-such-dir" in r.stderr, r.stderr
+    assert not out.exists() and not out.parent.exists()
+
+
+def test_a_search_with_a_missing_dataset_leaves_no_out_either(tmp_path):
+    out = tmp_path / "runs" / "s"
+    r = run_module("bqnn.search", "--config", "jobs/cifar100_paper.toml", "--out", str(out),
+                   "--set", f"data.root={tmp_path / 'no-such-dir'}")
+    assert r.returncode == 2 and "no-such-dir" in r.stderr and not out.parent.exists(), r.stderr
