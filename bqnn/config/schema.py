@@ -162,12 +162,15 @@ class TrainerConfig:
     max_restarts: int = 3
     eval_batch_size: int = 1024
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # torch intra-op threads (0: torch's default)
+    # torch intra-op threads; 0 on a CPU: per candidate, the cores of the task's share that other processes leave
+    # free (training/core_share.py); N fixes the count (bit-exact reruns need a fixed count)
+    threads: int = 0
     share_gpus: bool = False  # allow two workers on one GPU (deliberate, e.g. under MPS); else refused at start-up
     amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 autocast on GPUs with bf16 and CPUs with native bf16
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA, and on CPUs when bf16 is on
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest convolution algorithms (CUDA only)
-    # bit-exact reruns on GPUs too: deterministic kernels only, no autotuning (slower; CPUs are deterministic anyway)
+    # bit-exact reruns: deterministic kernels only, no autotuning (slower on GPUs); on CPUs it also fixes the
+    # thread count at the task's share
     deterministic: bool = False
     fused_adam: bool = True  # Adam's update as one fused kernel over all parameters (CPU and CUDA)
     avg_pool_conv: Literal["auto", "on", "off"] = "auto"  # average pooling as a depthwise convolution; auto: on CPUs

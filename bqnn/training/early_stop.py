@@ -49,6 +49,7 @@ from ..config import Config
 from ..data.splits import Splits, epoch_batches, load_splits
 from ..nets.cpu_kernels import use_cpu_kernels
 from ..nets.network import build_network
+from .core_share import CoreShare
 from .device import backend_options, speed_options
 from .faults import DEVICE_MESSAGE, EXCEPTION_MESSAGE, HANG_SECONDS, OOM_MESSAGE, InjectedFault, scheduled
 from .result import OnEpoch, Poll, Status, TrainResult, ask, is_device_fault, pruned_result, rung_epochs
@@ -114,6 +115,9 @@ class EarlyStopTrainer:
         self.device = device
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
+        # trainer.threads = 0 on a CPU: each candidate gets the cores other processes leave free (core_share.py)
+        adaptive = device.type == "cpu" and not self.t.threads and not self.t.deterministic
+        self.core_share = CoreShare(torch.get_num_threads()) if adaptive else None
         self.amp_dtype, self.channels_last = speed_options(self.t, device)
         self.fused_adam = self.t.fused_adam and device.type in ("cpu", "cuda")
         cpu_auto = {"on": True, "off": False, "auto": device.type == "cpu"}  # measured on CPUs only
@@ -130,6 +134,8 @@ class EarlyStopTrainer:
         signals.Stopped, the candidate will be retrained; `Halt(k)` ends it at the rung after k epochs).
         `blocks_per_stage`: N of its network (BlockQNN-L's adaptive N; 0: as configured). `on_epoch`: told each
         epoch's end, with the accuracy at a rung; True there ends the candidate at that rung."""
+        if self.core_share is not None:
+            torch.set_num_threads(self.core_share.next())
         start = time.perf_counter()
         run = _Candidate(poll, on_epoch, scheduled(self.t, candidate_id))
         result = TrainResult(Status.OK)

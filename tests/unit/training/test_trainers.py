@@ -9,8 +9,11 @@ from bqnn.training.result import Status, candidate_seed
 from bqnn.training.simulated import SimulatedTrainer, simulated_accuracy
 from tests.conftest import needs_fashion
 
+# a fixed thread count: these tests compare two trainings bit for bit (the default adapts to the machine's load,
+# and another count sums some gradients in another order; training/core_share.py)
 SMALL = ["data.train_subset=2000", "data.val_size=500", "data.resize=14", "network.blocks_per_stage=1",
-         "network.filters=[8,16,32]", "trainer.epochs=2", "trainer.batch_size=64", "trainer.lr_step=1"]
+         "network.filters=[8,16,32]", "trainer.epochs=2", "trainer.batch_size=64", "trainer.lr_step=1",
+         "trainer.threads=2"]
 
 
 @pytest.fixture(scope="module")
