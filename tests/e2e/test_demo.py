@@ -1,4 +1,4 @@
-"""The README's demo, exactly as a user runs it (about 3 minutes on 2 cores)."""
+"""The README's demo, exactly as a user runs it (about 5 minutes on 2 cores)."""
 import json
 
 from tests.conftest import ROOT, needs_fashion, run_module
