@@ -56,16 +56,17 @@ def test_a_neighbour_takes_a_thread_and_gives_it_back(tmp_path):
     assert CoreShare(upper=3, cpus={0, 1}, stat=tmp_path / "missing").next() == 3  # unreadable: the static share
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to leave one free")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs to leave one free")
 def test_beside_processes_that_fill_the_cpus_a_candidate_gets_one_thread():
-    """Real /proc/stat: one spinning process per CPU of this process's affinity, for a second."""
-    cpus = sorted(os.sched_getaffinity(0))
-    share = CoreShare(upper=len(cpus))
+    """Real /proc/stat: one spinning process on each of the machine's CPUs (the test's own affinity may be one
+    core: pytest-xdist workers are pinned), for a second and a half."""
+    cpus = set(range(os.cpu_count() or 1))
+    share = CoreShare(upper=len(cpus), cpus=cpus)
     spin = [subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{c}}})\nwhile True: pass"])
-            for c in cpus]
+            for c in sorted(cpus)]
     try:
         time.sleep(1.5)
-        assert share.next() == 1, share.others
+        assert share.next() == 1 and share.others > len(cpus) - 0.5, share.others
     finally:
         for p in spin:
             p.kill()
