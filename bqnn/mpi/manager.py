@@ -159,11 +159,13 @@ class MPIExecutor:
         status = MPI.Status()
         while True:
             if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
-                done = self._handle(status.Get_source(), status.Get_tag())
+                tag = status.Get_tag()
+                done = self._handle(status.Get_source(), tag)
                 if done is not None:
                     out.append(done)
-                wait.reset()
-                self.last_message = time.perf_counter()
+                if tag != Tag.EPOCH:  # an epoch's end is progress: no answer or next message follows it soon
+                    wait.reset()
+                    self.last_message = time.perf_counter()
                 continue
             if out or self.stop.signum is not None or time.perf_counter() >= deadline:
                 return out
