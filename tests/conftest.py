@@ -163,12 +163,22 @@ def _candidates_in(h5: Path) -> int:
         return 0
 
 
+def sigkill_search(p: subprocess.Popen, out: Path) -> None:
+    """SIGKILL a search's launcher and every rank it recorded, as a lost node does, and wait until all are gone."""
+    for pid in [p.pid, *rank_pids(out).values()]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    p.wait(timeout=30)
+    assert wait_for(lambda: not rank_pids(out), 10)
+
+
 def sigkill_and_resume(out: Path, args: tuple[str, ...], kills: int = 3, n: int = 3, latest: float = 0.6) -> list[int]:
     """Start `mpiexec -n N bqnn.search --out OUT ARGS`, SIGKILL every process of it at a random moment
     after it has written a checkpoint of its own, `kills` times (fewer if it finishes first), then let
     it finish. Returns the candidates in search.h5 after each kill."""
     import random
-    import signal
     import time
 
     from bqnn.run import checkpoint
@@ -189,13 +199,7 @@ def sigkill_and_resume(out: Path, args: tuple[str, ...], kills: int = 3, n: int 
         if p.poll() is not None:  # finished before the kill
             assert p.returncode == 0, p.stderr.read()
             break
-        for pid in [p.pid, *rank_pids(out).values()]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        p.wait(timeout=30)
-        assert wait_for(lambda: not rank_pids(out), 10)
+        sigkill_search(p, out)
         progress.append(len(checkpoint.load(out)[0].candidates))
     return progress
 

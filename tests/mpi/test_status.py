@@ -2,13 +2,19 @@
 then idle, then the run finished; a SIGKILLed search reported as not running; progress lines within a long
 iteration; an ETA from this run's pace."""
 import json
-import os
 import re
 import signal
 import time
 
 from bqnn.run.status import read
-from tests.conftest import mpi_search, needs_mpiexec, rank_pids, run_module, start_mpi_search, wait_for
+from tests.conftest import (
+    mpi_search,
+    needs_mpiexec,
+    run_module,
+    sigkill_search,
+    start_mpi_search,
+    wait_for,
+)
 
 pytestmark = needs_mpiexec
 
@@ -55,13 +61,7 @@ def test_a_killed_search_is_reported_as_not_running(tmp_path):
     assert wait_for(lambda: (out / "status.json").exists() and status(out)["status"]["candidates"] > 2, 60)
     running = status(out)
     assert running["running"] is True and "holds its lock" in running["why"]
-    for pid in [p.pid, *rank_pids(out).values()]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    p.wait(timeout=30)
-    assert wait_for(lambda: not rank_pids(out), 10)
+    sigkill_search(p, out)
     d = status(out)
     assert d["running"] is False and d["status"]["state"] == "running"  # the last it wrote, before it died
     assert "the lock's holder is gone (its process is gone)" in d["why"]
