@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="search.seed (repeatable: each seed is a run of each condition); default the job's")
     args = p.parse_args(argv)
     extra = (QUICK if args.quick else []) + [a for kv in args.set for a in ("--set", kv)]
+    if args.before and not (args.before / "bqnn" / "search.py").is_file():
+        p.error(f"--before {args.before}: not a bqnn checkout (no bqnn/search.py there)")
     codes = [("before", args.before.resolve())] if args.before else []
     codes.append(("this checkout", HERE))
     loads = [False] if args.alone_only else [False, True]
