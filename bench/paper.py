@@ -4,6 +4,7 @@
     python bench/paper.py appendix-a                  # one claim, simulated trainer, paper scale, seeds 0 1 2
     python bench/paper.py all                         # every claim (about 5 min here)
     python bench/paper.py fig8a --real                # also on real Fashion-MNIST at the demo's scale (minutes)
+    python bench/paper.py all --table bench/data/landscape.h5 --explore uniform by_type  # also on the table
 
 Every run is a real `bqnn.search` (this process, world size 1) of a paper job (jobs/cifar100_paper.toml,
 jobs/cifar100_paper_L.toml, jobs/cifar100_aaai.toml) with `trainer.kind=simulated`: all 178 iterations of
@@ -16,8 +17,13 @@ runs/bench-paper/PART/CLAIM.png, drawn like the paper's figure, and prints its f
 the paper's figure, and their ratio.
 
 What is compared is early-stop accuracy, as the papers' figures plot it (the reward steers the agent; the
-figures show accuracy). "Top-k so far" is over distinct trained blocks. The exploitation phase is every
-iteration after the epsilon = 1 stage.
+figures show accuracy). With --table, Appendix A, Fig. 8(a) and Appendix B also run on the landscape table
+(docs/landscape.md: real Fashion-MNIST trainings of every block of the demo's space at max_index 5) at the
+table's scale: jobs/landscape.toml's space and recipe answered by `trainer.kind = "table"`, the CVPR job's
+search (Table 2's 178 iterations, alpha 0.01, shaped reward, replay) with 8 blocks per iteration (1,424
+candidates for 2,357 blocks; the paper's 11,392 were a sliver of its space). --explore runs every part once
+per rule of drawing a random action (search.explore; the job's own rule when not given). "Top-k so far" is over
+distinct trained blocks. The exploitation phase is every iteration after the epsilon = 1 stage.
 """
 from __future__ import annotations
 
@@ -43,7 +49,8 @@ from bqnn.search import main as search_main  # noqa: E402
 from bqnn.training.result import Status  # noqa: E402
 
 JOBS = {"cvpr": ROOT / "jobs" / "cifar100_paper.toml", "L": ROOT / "jobs" / "cifar100_paper_L.toml",
-        "aaai": ROOT / "jobs" / "cifar100_aaai.toml", "demo": ROOT / "jobs" / "demo.toml"}
+        "aaai": ROOT / "jobs" / "cifar100_aaai.toml", "demo": ROOT / "jobs" / "demo.toml",
+        "landscape": ROOT / "jobs" / "landscape.toml"}
 MEDIAN_AT = (1, 30, 60, 90, 110, 130, 150, 170)  # Appendix B's iterations (1-based)
 PAPER_EXPLORE, PAPER_ITERATIONS = 95, 178  # Table 2: iterations at epsilon 1, in all
 
@@ -198,6 +205,18 @@ CLAIMS: dict[str, Claim] = {
                         {"BlockQNN": ("cvpr", ["search.strategy=qlearning"])}, _median_blocks, "none"),
 }
 REAL = ["data.dataset=fashion-mnist"]  # the demo's data and scale; the claim's switches on top
+TABLE_CLAIMS = ("appendix-a", "fig8a", "appendix-b")  # the claims of the CVPR job's own space and reward
+TABLE_PER_ITERATION = 8
+
+
+def table_sets(path: Path) -> list[str]:
+    """The CVPR job's search on jobs/landscape.toml's space, answered by the table at `path`."""
+    cvpr = load(JOBS["cvpr"]).search
+    schedule = "[" + ", ".join(f"[{e}, {n}]" for e, n in cvpr.schedule) + "]"
+    return ["trainer.kind=table", f"trainer.table={path}", "pruning.record=false", "search.checkpoint_interval=3600",
+            f"search.blocks_per_iteration={TABLE_PER_ITERATION}", f"search.schedule={schedule}",
+            f"search.alpha={cvpr.alpha}", f"search.gamma={cvpr.gamma}", f"search.updates={cvpr.updates}",
+            f"search.intermediate_reward={cvpr.intermediate_reward}", f"search.replay_samples={TABLE_PER_ITERATION}"]
 
 
 def draw(path: Path, claim: Claim, runs: dict[str, list[Run]]) -> None:
@@ -228,27 +247,33 @@ def draw(path: Path, claim: Claim, runs: dict[str, list[Run]]) -> None:
     plt.close(fig)
 
 
-def run_claim(name: str, part: str, seeds: list[int], root: Path) -> None:
+def run_claim(name: str, part: str, seeds: list[int], root: Path, explore: str | None = None,
+              table: Path | None = None) -> None:
     claim = CLAIMS[name]
     t0 = time.perf_counter()
     runs: dict[str, list[Run]] = {}
     for label, (job, sets) in claim.runs.items():
-        job_name = "demo" if part == "real" else job
-        extra = REAL if part == "real" else SIM
+        job_name = {"real": "demo", "table": "landscape"}.get(part, job)
+        extra = REAL if part == "real" else table_sets(table) if part == "table" and table else SIM
         if part == "real" and job == "aaai":  # the AAAI reward and update rule on the demo's scale
             extra = REAL + ["reward.preset=aaai", "search.replay_samples=32"]
         if part == "real" and job == "L":  # a parameter limit that binds the demo's narrow networks
             extra = REAL + ["limits.params=20000", "network.blocks_per_stage=2"]
-        key = hashlib.sha256(" ".join([job_name, *extra, *sets]).encode()).hexdigest()[:10]  # claims share runs
+        if explore:
+            extra = extra + [f"search.explore={explore}"]
+        contents = [hashlib.sha256(table.read_bytes()).hexdigest()] if part == "table" and table else []
+        key = hashlib.sha256(" ".join([job_name, *extra, *sets, *contents]).encode()).hexdigest()[:10]  # shared
         runs[label] = [search(root / part / f"{job_name}-{key}-s{seed}", job_name,
                               extra + sets + [f"search.seed={seed}"]) for seed in seeds]
     value, text = claim.measure(runs)
+    figure = root / part / (f"{name}-{explore}.png" if explore else f"{name}.png")
     if claim.draw != "none":
-        draw(root / part / f"{name}.png", claim, runs)
+        draw(figure, claim, runs)
     ratio = (f"{value / claim.paper_value:.2f}" if claim.paper_value else "n/a")
-    print(f"\n{name} ({part}, seeds {seeds}, {time.perf_counter() - t0:.0f} s): {claim.title}\n"
+    how = f"{part}, explore {explore}" if explore else part
+    print(f"\n{name} ({how}, seeds {seeds}, {time.perf_counter() - t0:.0f} s): {claim.title}\n"
           f"  bqnn: {text}\n  paper: {claim.paper}; ratio bqnn / paper: {ratio}"
-          + (f"\n  figure: {root / part / (name + '.png')}" if claim.draw != "none" else ""))
+          + (f"\n  figure: {figure}" if claim.draw != "none" else ""))
 
 
 def main() -> None:
@@ -258,14 +283,27 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--real", action="store_true", help="also on Fashion-MNIST at the demo's scale")
     p.add_argument("--real-seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--table", type=Path, help=f"also on this landscape table ({', '.join(TABLE_CLAIMS)})")
+    p.add_argument("--table-seeds", type=int, nargs="+", default=list(range(10)))
+    p.add_argument("--explore", nargs="+", choices=("uniform", "by_type"),
+                   help="run each part once per rule of drawing a random action (default: the job's own)")
+    p.add_argument("--parts", nargs="+", choices=("simulated", "real", "table"),
+                   help="which parts run (default: simulated, and real / table when --real / --table is given)")
     p.add_argument("--out", default="runs/bench-paper")
     args = p.parse_args()
+    parts = args.parts or ["simulated"] + (["real"] if args.real else []) + (["table"] if args.table else [])
+    if "table" in parts and not args.table:
+        p.error("--parts table needs --table PATH")
     load(JOBS["cvpr"])  # the jobs parse before anything runs
     print(f"bench/paper.py, {time.strftime('%Y-%m-%d')}; runs in {args.out}")
     for name in CLAIMS if args.claim == "all" else [args.claim]:
-        run_claim(name, "simulated", args.seeds, Path(args.out))
-        if args.real:
-            run_claim(name, "real", args.real_seeds, Path(args.out))
+        for explore in args.explore or [None]:
+            if "simulated" in parts:
+                run_claim(name, "simulated", args.seeds, Path(args.out), explore)
+            if "real" in parts:
+                run_claim(name, "real", args.real_seeds, Path(args.out), explore)
+            if "table" in parts and name in TABLE_CLAIMS:
+                run_claim(name, "table", args.table_seeds, Path(args.out), explore, args.table)
 
 
 if __name__ == "__main__":
