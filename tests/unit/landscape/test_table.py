@@ -198,3 +198,22 @@ def test_the_bench_builds_and_checks_from_the_command_line(seeds, tmp_path):
     r = subprocess.run([sys.executable, "bench/landscape.py", "check", str(out)], cwd=ROOT, capture_output=True,
                        text=True)
     assert r.returncode == 1 and "does not say which machine trained each seed" in r.stdout
+
+
+COMMITTED = ROOT / "bench" / "data" / "landscape.h5"
+
+
+@pytest.mark.skipif(not COMMITTED.exists(), reason="the landscape table is not committed yet (bench/landscape.py)")
+def test_the_committed_table_is_complete_and_answers_its_own_recipe():
+    """bench/data/landscape.h5: its digest holds (Table.read), `bench/landscape.py check` finds nothing missing (every
+    block of its space, 3 seeds, curves, recipe, machines), and the table trainer accepts jobs/landscape.toml's
+    recipe and answers a block with one of its recorded seeds."""
+    table = Table.read(COMMITTED)
+    assert check(table, min_seeds=3) == []
+    r = subprocess.run([sys.executable, "bench/landscape.py", "check", str(COMMITTED)], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stdout.strip().endswith("complete"), r.stdout + r.stderr
+    trainer = TableTrainer(load(ROOT / "jobs" / "landscape.toml", ["trainer.kind=table", f"trainer.table={COMMITTED}"]))
+    h, nsc = distinct_blocks(Space.of(load(ROOT / "jobs" / "landscape.toml").space))[100]
+    answer = trainer.train(nsc, 12345).accuracy
+    assert answer in table.accuracy[table.row(h)].tolist()
