@@ -64,7 +64,10 @@ FIRST_SEED = 100
 # run costs O(trials^2): 3,000 trials took 391 s here. On a space of 2,357 blocks TPE soon proposes blocks it has
 # seen (told their cached value, free in epochs, not in time), so a run is stopped after MAX_TRIALS proposals
 # even if its budget is not spent: it has converged; the report says how much it spent (below: it ended first).
-MAX_TRIALS = 2500
+# Optuna's random sampler costs little per proposal but repeats blocks often (one categorical per row: 4,473 codes
+# for 2,357 blocks), so its cap is higher. Measured on one seed: 2,500 proposals gave TPE ~580 trainings, random
+# 1,309.
+MAX_TRIALS = {"optuna-random": 10_000, "optuna-tpe": 2_500, "optuna-mtpe": 2_500}
 PRUNING = {"none": [], "median": ["pruning.rule=median", "pruning.rungs=[1,2,4]"],
            "halving": ["pruning.rule=halving", "pruning.rungs=[1,3]", "pruning.reduction=3"]}
 OPTUNA_PRUNING = {"none": "none", "median": "median", "halving": "hyperband"}  # the counterpart on Optuna's side
@@ -143,7 +146,7 @@ def bqnn_trace(out: Path, job: Path, sets: list[str]) -> Trace:
 def optuna_trace(sampler: str, pruner: str, seed: int, table_path: Path, budget: tuple[float, float],
                  cache: Path) -> Trace:
     """Optuna's `sampler` (and `pruner`) on the table until it has spent `budget` (candidate-epochs, training
-    seconds: both), has trained every block, or has made MAX_TRIALS trials; saved to `cache` (JSON) and reused.
+    seconds: both), has trained every block, or has made MAX_TRIALS[sampler] trials; saved to `cache` (JSON) and reused.
     A trial is one block (one categorical per row, bench/peers.py); a block trained before is told its cached
     value and costs nothing (bqnn's cache rule); the table trainer trains the others, reporting the accuracy after
     every epoch to the pruner."""
@@ -178,7 +181,7 @@ def optuna_trace(sampler: str, pruner: str, seed: int, table_path: Path, budget:
     blocks = len(trainer.table.hash)
     proposals = 0
     while ((sum(tr["epochs"]) < budget[0] or sum(tr["seconds"]) < budget[1]) and len(tr["hashes"]) < blocks
-           and proposals < MAX_TRIALS):
+           and proposals < MAX_TRIALS[sampler]):
         proposals += 1
         trial = study.ask()
         rows = []
@@ -319,6 +322,7 @@ def strategies(args: argparse.Namespace) -> None:
     print("\ncandidate-epochs spent within the epochs budget (mean; below the budget: the run ended first)")
     for (name, pruning), by in sorted(spent.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1])):
         print(f"  {name:<17} {pruning:<8}" + "".join(f"{np.mean(by[b]):>14.0f}" for b in args.budgets))
+    pruning_report(runs, truth, names)
     if "optuna-tpe" in names:
         tpe = rows.get(("optuna-tpe", "none"))
         print("\nthe target: regret at half of TPE's candidate-epochs <= TPE's regret at the budget, at every budget")
@@ -332,8 +336,27 @@ def strategies(args: argparse.Namespace) -> None:
                     continue
                 verdict.append(np.mean(by[("epochs", half)]) <= np.mean(tpe[("epochs", budget)]))
             if verdict:
-                print(f"  {name:<17} {pruning:<8} {'meets it' if all(verdict) else 'does not'} "
-                      f"({sum(verdict)} of {len(verdict)} budgets with a half budget measured)")
+                print(f"  {name:<17} {pruning:<8} {'meets it' if all(verdict) else 'does not'}: at or below TPE's "
+                      f"regret with half its candidate-epochs at {sum(verdict)} of {len(verdict)} budgets")
+
+
+def pruning_report(runs: dict[tuple[str, str, int, int], Trace], truth: Truth, names: list[str]) -> None:
+    """Pruning on the table: the share of a full training's epochs that pruned runs spent per training, and how
+    often a training of one of the table's 10 best blocks (by mean) was pruned."""
+    top10 = {truth.table.hash[i].decode() for i in np.argsort(-np.nan_to_num(truth.mean, nan=-1.0))[:10]}
+    print("\npruning on the table: epochs per training as a share of a full one (restarts included); trainings of "
+          "the table's 10 best blocks, and how many of them were pruned (all runs, all seeds, every budget's run)")
+    by: dict[tuple[str, str], list[Trace]] = {}
+    for (name, pruning, _, _), trace in runs.items():
+        by.setdefault((name, pruning), []).append(trace)
+    for (name, pruning), ts in sorted(by.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1])):
+        epochs = np.concatenate([t.epochs for t in ts])
+        status = np.concatenate([t.status for t in ts])
+        top = np.array([h in top10 for t in ts for h in t.hashes])
+        pruned = status == Status.PRUNED
+        print(f"  {name:<17} {pruning:<8} {epochs.mean() / truth.epochs:>6.1%} of the epochs, {pruned.mean():>6.1%} "
+              f"of {len(status):>7,} trainings pruned; top-10 blocks: {int((top & pruned).sum()):>4} of "
+              f"{int(top.sum()):>5,} trainings pruned ({(top & pruned).sum() / max(1, top.sum()):.1%})")
 
 
 # ----------------------------------------------------------------- stats
@@ -379,11 +402,16 @@ def stats(args: argparse.Namespace) -> None:
           f"N={recipe.network.blocks_per_stage}; {table.epochs} epochs, lr step {recipe.trainer.lr_step}")
     print(f"  mean accuracy over blocks: {np.nanmean(mean):.2f} %, best {truth.optimum:.2f} %, spread between "
           f"blocks' means (sd) {np.nanstd(mean):.2f} points, range {np.nanmin(mean):.2f}-{truth.optimum:.2f}")
-    top_sd = np.nanmean(sd[np.isin(np.nonzero(full)[0], top50)])
-    print(f"  noise floor: seed-to-seed sd per block, mean {np.mean(sd):.2f} points (median {np.median(sd):.2f}, "
-          f"90th percentile {np.percentile(sd, 90):.2f}); among the 50 best blocks {top_sd:.2f}")
+    in_top = np.isin(np.nonzero(full)[0], top50)
+    print(f"  noise floor: seed-to-seed sd per block over the {int(full.sum()):,} blocks with every seed trained, "
+          f"mean {np.mean(sd):.2f} points (median {np.median(sd):.2f}, 90th percentile {np.percentile(sd, 90):.2f}); "
+          f"among the 50 best blocks {np.mean(sd[in_top]) if in_top.any() else np.nan:.2f} ({int(in_top.sum())} "
+          f"of them)")
     binom = 100 * np.sqrt(truth.optimum / 100 * (1 - truth.optimum / 100) / recipe.data.val_size)
     print(f"  of which the validation set's own binomial noise at the optimum: {binom:.2f} points")
+    gap = mean[order[0]] - mean[order[1]]
+    print(f"  the best block {table.hash[order[0]].decode()} leads the second by {gap:.2f} points; blocks within one "
+          f"seed-to-seed sd of the optimum: {int((mean > truth.optimum - np.mean(sd)).sum())}")
     secs = table.seconds[ok]
     print(f"  training seconds: mean {secs.mean():.2f}, median {np.median(secs):.2f}, range "
           f"{secs.min():.2f}-{secs.max():.2f} (per block, the validation after every epoch included)")
@@ -401,11 +429,10 @@ def stats(args: argparse.Namespace) -> None:
     top_real = set(np.argsort(-real)[:50].tolist())
     print(f"  simulated vs real accuracy of every block: Spearman {spearman(sim, real):+.3f}; top-50 overlap "
           f"{len(top_sim & top_real)} of 50")
-    flat = full[:, None] & np.ones_like(ok)
-    final = table.accuracy[flat]
+    final = table.accuracy[ok]
     for k in range(table.epochs - 1):
-        print(f"  rung Spearman, epoch {k + 1} vs final ({table.epochs}) over every training: "
-              f"{spearman(table.curve[:, :, k][flat], final):+.3f}", end="")
+        print(f"  rung Spearman, epoch {k + 1} vs final ({table.epochs}) over every successful training: "
+              f"{spearman(table.curve[:, :, k][ok], final):+.3f}", end="")
         means = np.nanmean(np.where(ok, table.curve[:, :, k], np.nan), axis=1)
         print(f"; of blocks' means {spearman(means[trained], real):+.3f}")
 
