@@ -415,6 +415,15 @@ def stats(args: argparse.Namespace) -> None:
     secs = table.seconds[ok]
     print(f"  training seconds: mean {secs.mean():.2f}, median {np.median(secs):.2f}, range "
           f"{secs.min():.2f}-{secs.max():.2f} (per block, the validation after every epoch included)")
+    for a in range(len(table.seeds)):
+        for b in range(a + 1, len(table.seeds)):
+            both = ok[:, a] & ok[:, b]
+            if both.sum() > 2:
+                ratio = table.seconds[both, b] / table.seconds[both, a]
+                print(f"    seeds {table.seeds[a]} and {table.seeds[b]}, {int(both.sum()):,} blocks trained with both: "
+                      f"Spearman of a block's seconds {spearman(table.seconds[both, a], table.seconds[both, b]):+.3f}, "
+                      f"median ratio {np.median(ratio):.2f} (10th-90th percentile {np.percentile(ratio, 10):.2f}-"
+                      f"{np.percentile(ratio, 90):.2f}); the same work in both: the rest is the machine's load")
     trained = np.isfinite(mean)
     codes = [from_array(table.nsc[i].astype(np.int16), table.max_index) for i in np.nonzero(trained)[0]]
     x = np.stack([features(nsc) for nsc in codes])
