@@ -57,6 +57,7 @@ from bqnn.training.result import Status, candidate_seed  # noqa: E402
 
 TABLE = ROOT / "bench" / "data" / "landscape.h5"
 RUNS = ROOT / "runs" / "on-table"
+JOB = ROOT / "jobs" / "landscape.toml"  # the table's recipe as a job file (--job for a table of another recipe)
 BUDGETS = (50, 100, 200, 500, 1000, 2000)
 SEEDS = 20
 FIRST_SEED = 100
@@ -143,7 +144,7 @@ def bqnn_trace(out: Path, job: Path, sets: list[str]) -> Trace:
                  (c["epochs"] + c["restarts"]).astype(float), c["seconds"].astype(float))
 
 
-def optuna_trace(sampler: str, pruner: str, seed: int, table_path: Path, budget: tuple[float, float],
+def optuna_trace(sampler: str, pruner: str, seed: int, table_path: Path, job: Path, budget: tuple[float, float],
                  cache: Path) -> Trace:
     """Optuna's `sampler` (and `pruner`) on the table until it has spent `budget` (candidate-epochs, training
     seconds: both), has trained every block, or has made MAX_TRIALS[sampler] trials; saved to `cache` (JSON) and reused.
@@ -166,8 +167,9 @@ def optuna_trace(sampler: str, pruner: str, seed: int, table_path: Path, budget:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    job = ROOT / "jobs" / "landscape.toml"
-    cfg = load(job, base_sets(table_path, to_dict(load(job))) + ["pruning.record=true", "pruning.rungs=[1,2,3,4,5]"])
+    recipe = to_dict(load(job))
+    every_epoch = list(range(1, recipe["trainer"]["epochs"]))  # the pruner is told the accuracy after each epoch
+    cfg = load(job, base_sets(table_path, recipe) + ["pruning.record=true", f"pruning.rungs={every_epoch}"])
     trainer = TableTrainer(cfg)
     space = Space.of(cfg.space)
     choices = {i: {_text(a): a for a in space.actions(Layer(i - 1, 0, 0, 0, 0))}
@@ -224,15 +226,15 @@ PEERS = ("optuna-random", "optuna-tpe", "optuna-mtpe")
 SIZED = ("qlearning-paper", "qlearning-tuned", "pnas")  # one search per budget; the others one per seed
 
 
-def tuned_alpha() -> float:
-    path = RUNS / "tuned.json"
+def tuned_alpha(runs: Path) -> float:
+    path = runs / "tuned.json"
     if not path.exists():
         raise SystemExit("bench/on_table.py: run `python bench/on_table.py tune` first (Q-learning's alpha, tuned on "
                          "the simulated trainer)")
     return float(json.loads(path.read_text())["alpha"])
 
 
-def strategy_sets(name: str, trainings: int, pruned: bool) -> list[str]:
+def strategy_sets(name: str, trainings: int, pruned: bool, runs: Path = RUNS, max_index: int = 5) -> list[str]:
     """--set overrides of a bqnn strategy sized for `trainings` trainings (the rule in the module docstring)."""
     from strategies import schedule
 
@@ -242,29 +244,29 @@ def strategy_sets(name: str, trainings: int, pruned: bool) -> list[str]:
                 f"search.schedule=[[1.0, {20 * trainings // per}]]"]
     if name.startswith("qlearning"):
         per, sched = schedule(2 * trainings if pruned else trainings)
-        alpha = 0.01 if name == "qlearning-paper" else tuned_alpha()
+        alpha = 0.01 if name == "qlearning-paper" else tuned_alpha(runs)
         return ["search.strategy=qlearning", f"search.blocks_per_iteration={per}", f"search.schedule={sched}",
                 f"search.replay_samples={per}", f"search.alpha={alpha}", "search.updates=replay"]
     if name == "pnas":
         beam = max(1, ((2 * trainings if pruned else trainings) - 8) // 2)
-        return ["search.strategy=pnas", "pnas.max_size=4", f"pnas.beam={beam}"]
+        return ["search.strategy=pnas", f"pnas.max_size={max_index - 1}", f"pnas.beam={beam}"]  # every layer
     raise ValueError(name)
 
 
-def runs_of(table_path: Path) -> Path:
+def runs_of(table_path: Path, runs: Path) -> Path:
     """Where the runs on this table are kept: a folder per table contents, so a rebuilt table never reuses runs
     made on another."""
-    return RUNS / f"table-{hashlib.sha256(table_path.read_bytes()).hexdigest()[:12]}"
+    return runs / f"table-{hashlib.sha256(table_path.read_bytes()).hexdigest()[:12]}"
 
 
-def traces(table_path: Path, names: list[str], prunings: list[str], seeds: list[int],
+def traces(table_path: Path, job: Path, runs_root: Path, names: list[str], prunings: list[str], seeds: list[int],
            budgets: list[int]) -> dict[tuple[str, str, int, int], Trace]:
     """(strategy, pruning, seed, budget) -> its trace; budget 0 for a run read at every budget."""
-    job = ROOT / "jobs" / "landscape.toml"
-    runs = runs_of(table_path)
+    runs = runs_of(table_path, runs_root)
     from bqnn.config import load
 
-    base = base_sets(table_path, to_dict(load(job)))
+    recipe = to_dict(load(job))
+    base = base_sets(table_path, recipe)
     truth = Truth(Table.read(table_path))
     out: dict[tuple[str, str, int, int], Trace] = {}
     top = max(budgets)
@@ -274,12 +276,14 @@ def traces(table_path: Path, names: list[str], prunings: list[str], seeds: list[
             for seed in seeds:
                 if name in PEERS:
                     out[(name, pruning, seed, 0)] = optuna_trace(
-                        name, OPTUNA_PRUNING[pruning], seed, table_path,
+                        name, OPTUNA_PRUNING[pruning], seed, table_path, job,
                         (truth.budget("epochs", top), truth.budget("seconds", top)),
                         runs / "optuna" / f"{name}-{OPTUNA_PRUNING[pruning]}-b{top}-s{seed}.json")
                     continue
                 for b in (budgets if name in SIZED else [top]):
-                    sets = base + strategy_sets(name, b, pruning != "none") + PRUNING[pruning] + [f"search.seed={seed}"]
+                    sets = (base + strategy_sets(name, b, pruning != "none", runs_root, recipe["space"]["max_index"])
+                            + PRUNING[pruning]
+                            + [f"search.seed={seed}"])
                     out[(name, pruning, seed, b if name in SIZED else 0)] = bqnn_trace(
                         runs / name / f"{pruning}-b{b}-s{seed}", job, sets)
         print(f"  {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -292,7 +296,7 @@ def strategies(args: argparse.Namespace) -> None:
     seeds = list(range(FIRST_SEED, FIRST_SEED + args.seeds))
     names = [n for n in (*BQNN, *PEERS) if not args.only or n in args.only]
     every = sorted(set(args.budgets) | {b // 2 for b in args.budgets})  # halves: the target's comparison
-    runs = traces(args.table, names, args.pruning, seeds, every)
+    runs = traces(args.table, args.job, args.runs, names, args.pruning, seeds, every)
     print(f"\nstrategies on {args.table} ({len(table.hash):,} blocks x {len(table.seeds)} seeds; optimum "
           f"{truth.optimum:.2f} % mean accuracy; {truth.seconds_per_training:.2f} s per training on average), "
           f"seeds {seeds[0]}-{seeds[-1]}; regret = optimum - the true (mean) accuracy of the best block found; "
@@ -455,7 +459,7 @@ def tune(args: argparse.Namespace) -> None:
     from bqnn.config import load
     from bqnn.training.simulated import known_optimum
 
-    job = ROOT / "jobs" / "landscape.toml"
+    job = args.job
     base = ["trainer.kind=simulated", "pruning.record=false", "reward.preset=accuracy",
             "search.checkpoint_interval=3600"]
     best, hashes, distinct = known_optimum(load(job, base))
@@ -467,16 +471,16 @@ def tune(args: argparse.Namespace) -> None:
                 sets = base + strategy_sets("qlearning-paper", budget, False)
                 sets = [s for s in sets if not s.startswith("search.alpha")] + [f"search.alpha={alpha}",
                                                                                 f"search.seed={seed}"]
-                tr = bqnn_trace(RUNS / "tune" / f"a{alpha}-b{budget}-s{seed}", job, sets)
+                tr = bqnn_trace(args.runs / "tune" / f"a{alpha}-b{budget}-s{seed}", job, sets)
                 mask = tr.at("epochs", budget * 6)
                 ok = np.nonzero(mask & (tr.status == Status.OK))[0]
                 regrets.append(best - float(tr.accuracy[ok].max()) if len(ok) else best)
         results[alpha] = float(np.mean(regrets))
         print(f"  alpha {alpha}: mean regret {results[alpha]:.3f} (simulated optimum {best:.2f}, {distinct:,} blocks)")
     pick = min(results, key=lambda a: (results[a], a))
-    (RUNS / "tuned.json").parent.mkdir(parents=True, exist_ok=True)
-    (RUNS / "tuned.json").write_text(json.dumps({"alpha": pick, "regrets": results}))
-    print(f"tuned alpha: {pick} (written to {RUNS / 'tuned.json'})")
+    (args.runs / "tuned.json").parent.mkdir(parents=True, exist_ok=True)
+    (args.runs / "tuned.json").write_text(json.dumps({"alpha": pick, "regrets": results}))
+    print(f"tuned alpha: {pick} (written to {args.runs / 'tuned.json'})")
 
 
 # --------------------------------------------------------------- retrain
@@ -524,6 +528,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=("stats", "tune", "strategies", "retrain"))
     p.add_argument("--table", type=Path, default=TABLE)
+    p.add_argument("--job", type=Path, default=JOB, help="the table's recipe as a job file")
+    p.add_argument("--runs", type=Path, default=RUNS, help="where the runs are kept and reused")
     p.add_argument("--seeds", type=int, default=SEEDS, help=f"strategies: bench seeds {FIRST_SEED}, {FIRST_SEED + 1}..")
     p.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS), help="in trainings' worth")
     p.add_argument("--only", nargs="+", choices=(*BQNN, *PEERS))

@@ -1,0 +1,92 @@
+"""bench/on_table.py on a tiny table (the simulated trainer's curves, `max_index` 4, 125 blocks, two seeds): the
+stats and strategies commands run end to end, a best block found never gets worse with a larger budget, regrets lie
+between 0 and the optimum, and a second run reuses the runs and prints the same figures."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from bqnn.results.landscape import build
+from tests.conftest import ROOT, search_in_process
+
+JOB = """
+[search]
+strategy = "exhaustive"
+blocks_per_iteration = 32
+
+[space]
+max_index = 4
+
+[network]
+blocks_per_stage = 1
+filters = [8, 16, 32]
+
+[data]
+resize = 14
+
+[trainer]
+kind = "simulated"
+epochs = 6
+sim_seconds = 0.0
+
+[pruning]
+record = true
+rungs = [1, 2, 3, 4, 5]
+"""
+STRATEGIES = ["random", "qlearning-paper", "pnas", "evolution", "optuna-random", "optuna-tpe"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    base = tmp_path_factory.mktemp("on-table")
+    job = base / "tiny.toml"
+    job.write_text(JOB)
+    dirs = []
+    for seed in (0, 1):
+        search_in_process(base, f"seed-{seed}", [f"search.seed={seed}"], config=str(job))
+        dirs.append(base / f"seed-{seed}")
+    table = base / "tiny.h5"
+    build(dirs, command="test").write(table)
+    return base, job, table
+
+
+def bench(tiny, *args: str) -> subprocess.CompletedProcess:
+    base, job, table = tiny
+    return subprocess.run([sys.executable, "bench/on_table.py", *args, "--table", str(table), "--job", str(job),
+                           "--runs", str(base / "runs")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def regrets(out: str, unit: str) -> dict[tuple[str, str], list[float]]:
+    """The regret table of `unit` ("candidate-epochs" or "training seconds"): (strategy, pruning) -> means."""
+    section = out.split(f"N trainings' worth of {unit}")[1].split("\n\n")[0]
+    rows = {}
+    for line in section.splitlines()[2:]:
+        name, pruning, *cells = line.split()
+        rows[(name, pruning)] = [float(c) for c in cells if not c.startswith("(")]
+    return rows
+
+
+def test_stats_reads_the_table(tiny):
+    r = bench(tiny, "stats")
+    assert r.returncode == 0, r.stderr
+    assert "125 blocks x 2 seeds" in r.stdout and "linear fit on the PNAS predictor's features" in r.stdout
+    assert re.search(r"rung Spearman, epoch 1 vs final \(6\) over every successful training: [+-]\d", r.stdout)
+
+
+def test_strategies_run_on_the_table_and_read_back_the_same(tiny):
+    args = ["strategies", "--seeds", "1", "--budgets", "10", "20", "--only", *STRATEGIES]
+    first = bench(tiny, *args)
+    assert first.returncode == 0, first.stderr
+    optimum = float(re.search(r"optimum ([\d.]+) % mean accuracy", first.stdout).group(1))
+    for unit in ("candidate-epochs", "training seconds"):
+        rows = regrets(first.stdout, unit)
+        assert {n for n, _ in rows} == set(STRATEGIES) and {p for _, p in rows} == {"none", "median", "halving"}
+        for (name, _), (small, large) in rows.items():
+            assert 0.0 <= large <= optimum and 0.0 <= small <= optimum
+            if name in ("random", "evolution", "optuna-random", "optuna-tpe"):  # one run read at both budgets
+                assert large <= small, (name, unit, small, large)
+    assert "pruning on the table" in first.stdout and "the target" in first.stdout
+    again = bench(tiny, *args)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split("\n", 1)[1] == first.stdout.split("\n", 1)[1]  # all but the dated first line
