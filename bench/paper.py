@@ -70,10 +70,10 @@ class Run:
         return int(np.argmax(self.epsilon < 1.0)) if (self.epsilon < 1.0).any() else len(self.epsilon)
 
 
-def search(out: Path, job: str, sets: list[str]) -> Run:
+def search(out: Path, job: Path, sets: list[str]) -> Run:
     done = checkpoint.exists(out) and (lambda st: st.iteration >= st.iterations_total)(checkpoint.load(out)[0])
     if not done:  # a new search, or one stopped part-way (it resumes)
-        args = ["--config", str(JOBS[job]), "--out", str(out)] + [x for s in sets for x in ("--set", s)]
+        args = ["--config", str(job), "--out", str(out)] + [x for s in sets for x in ("--set", s)]
         with contextlib.redirect_stdout(io.StringIO()) as buf:
             code = search_main(args)
         if code != 0:
@@ -248,7 +248,7 @@ def draw(path: Path, claim: Claim, runs: dict[str, list[Run]]) -> None:
 
 
 def run_claim(name: str, part: str, seeds: list[int], root: Path, explore: str | None = None,
-              table: Path | None = None) -> None:
+              table: Path | None = None, table_job: Path = JOBS["landscape"]) -> None:
     claim = CLAIMS[name]
     t0 = time.perf_counter()
     runs: dict[str, list[Run]] = {}
@@ -261,9 +261,11 @@ def run_claim(name: str, part: str, seeds: list[int], root: Path, explore: str |
             extra = REAL + ["limits.params=20000", "network.blocks_per_stage=2"]
         if explore:
             extra = extra + [f"search.explore={explore}"]
-        contents = [hashlib.sha256(table.read_bytes()).hexdigest()] if part == "table" and table else []
+        contents = ([hashlib.sha256(table.read_bytes()).hexdigest(), str(table_job)] if part == "table" and table
+                    else [])
         key = hashlib.sha256(" ".join([job_name, *extra, *sets, *contents]).encode()).hexdigest()[:10]  # shared
-        runs[label] = [search(root / part / f"{job_name}-{key}-s{seed}", job_name,
+        job_path = table_job if part == "table" else JOBS[job_name]
+        runs[label] = [search(root / part / f"{job_name}-{key}-s{seed}", job_path,
                               extra + sets + [f"search.seed={seed}"]) for seed in seeds]
     value, text = claim.measure(runs)
     figure = root / part / (f"{name}-{explore}.png" if explore else f"{name}.png")
@@ -285,6 +287,7 @@ def main() -> None:
     p.add_argument("--real-seeds", type=int, nargs="+", default=[0])
     p.add_argument("--table", type=Path, help=f"also on this landscape table ({', '.join(TABLE_CLAIMS)})")
     p.add_argument("--table-seeds", type=int, nargs="+", default=list(range(10)))
+    p.add_argument("--table-job", type=Path, default=JOBS["landscape"], help="the table's recipe as a job file")
     p.add_argument("--explore", nargs="+", choices=("uniform", "by_type"),
                    help="run each part once per rule of drawing a random action (default: the job's own)")
     p.add_argument("--parts", nargs="+", choices=("simulated", "real", "table"),
@@ -303,7 +306,7 @@ def main() -> None:
             if "real" in parts:
                 run_claim(name, "real", args.real_seeds, Path(args.out), explore)
             if "table" in parts and name in TABLE_CLAIMS:
-                run_claim(name, "table", args.table_seeds, Path(args.out), explore, args.table)
+                run_claim(name, "table", args.table_seeds, Path(args.out), explore, args.table, args.table_job)
 
 
 if __name__ == "__main__":

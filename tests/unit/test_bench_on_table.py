@@ -90,3 +90,23 @@ def test_strategies_run_on_the_table_and_read_back_the_same(tiny):
     again = bench(tiny, *args)
     assert again.returncode == 0, again.stderr
     assert again.stdout.split("\n", 1)[1] == first.stdout.split("\n", 1)[1]  # all but the dated first line
+
+
+def test_the_paper_claims_run_on_the_table_with_each_explore_rule(tiny, tmp_path):
+    """bench/paper.py's table part: Fig. 8(a) and Appendix B on the tiny table, once per explore rule; the
+    second claim reads the first's runs, each rule draws its own figure, and the agent's mean accuracy rises as
+    epsilon falls under both rules (the table answers what the agent exploits)."""
+    base, job, table = tiny
+    out = {}
+    for claim in ("fig8a", "appendix-b"):
+        r = subprocess.run([sys.executable, "bench/paper.py", claim, "--parts", "table", "--table", str(table),
+                            "--table-job", str(job), "--table-seeds", "0", "1", "--explore", "uniform", "by_type",
+                            "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        out[claim] = r.stdout
+    for rule in ("uniform", "by_type"):
+        gain = re.search(rf"fig8a \(table, explore {rule}.*?\n.*?\(([+-][\d.]+) points", out["fig8a"])
+        assert gain and float(gain.group(1)) > 0, out["fig8a"]
+        assert (tmp_path / "table" / f"fig8a-{rule}.png").stat().st_size > 0
+        assert re.search(rf"appendix-b \(table, explore {rule}, seeds \[0, 1\]", out["appendix-b"])
+    assert len(list((tmp_path / "table").glob("landscape-*-s0"))) == 2  # one run per rule, both claims read it
