@@ -177,7 +177,9 @@ def optuna_trace(sampler: str, pruner: str, seed: int, table_path: Path, job: Pa
     pruners = {"none": optuna.pruners.NopPruner(), "median": optuna.pruners.MedianPruner(),
                "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.trainer.epochs,
                                                            reduction_factor=3)}
-    study = optuna.create_study(direction="maximize", sampler=_sampler(sampler, seed), pruner=pruners[pruner])
+    # A fixed name: Hyperband puts a trial in a bracket by a hash of the study's name, which is random otherwise
+    study = optuna.create_study(study_name=f"{sampler}-{pruner}-s{seed}", direction="maximize",
+                                sampler=_sampler(sampler, seed), pruner=pruners[pruner])
     seen: dict[str, tuple[optuna.trial.TrialState, float]] = {}
     tr: dict[str, list] = {"hashes": [], "status": [], "accuracy": [], "epochs": [], "seconds": []}
     blocks = len(trainer.table.hash)
