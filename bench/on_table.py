@@ -261,34 +261,75 @@ def runs_of(table_path: Path, runs: Path) -> Path:
     return runs / f"table-{hashlib.sha256(table_path.read_bytes()).hexdigest()[:12]}"
 
 
+COST_ORDER = ("optuna-mtpe", "optuna-tpe", "pnas", "random", "evolution", "qlearning-paper", "qlearning-tuned",
+              "optuna-random")  # the slowest runs first, so that a pool of processes ends together
+
+
+def run_unit(unit: tuple) -> tuple[tuple, tuple, float]:
+    """One run (a bqnn search or an Optuna study on the table), in this process or a pool's: (its key, its
+    trace as plain arrays, seconds)."""
+    key, kind, args = unit
+    t0 = time.perf_counter()
+    trace = optuna_trace(*args) if kind == "optuna" else bqnn_trace(*args)
+    return key, (trace.hashes, trace.status, trace.accuracy, trace.epochs, trace.seconds), time.perf_counter() - t0
+
+
 def traces(table_path: Path, job: Path, runs_root: Path, names: list[str], prunings: list[str], seeds: list[int],
-           budgets: list[int]) -> dict[tuple[str, str, int, int], Trace]:
-    """(strategy, pruning, seed, budget) -> its trace; budget 0 for a run read at every budget."""
+           budgets: list[int], jobs: int = 1) -> dict[tuple[str, str, int, int], Trace]:
+    """(strategy, pruning, seed, budget) -> its trace; budget 0 for a run read at every budget. With `jobs` > 1 the
+    runs are spread over that many processes (each one thread); every run is seeded and kept on its own, so the
+    traces are the same whatever the number of processes."""
     runs = runs_of(table_path, runs_root)
     from bqnn.config import load
 
     recipe = to_dict(load(job))
     base = base_sets(table_path, recipe)
     truth = Truth(Table.read(table_path))
-    out: dict[tuple[str, str, int, int], Trace] = {}
     top = max(budgets)
+    units = []
     for name in names:
-        t0 = time.perf_counter()
         for pruning in prunings:
             for seed in seeds:
                 if name in PEERS:
-                    out[(name, pruning, seed, 0)] = optuna_trace(
+                    units.append(((name, pruning, seed, 0), "optuna", (
                         name, OPTUNA_PRUNING[pruning], seed, table_path, job,
                         (truth.budget("epochs", top), truth.budget("seconds", top)),
-                        runs / "optuna" / f"{name}-{OPTUNA_PRUNING[pruning]}-b{top}-s{seed}.json")
+                        runs / "optuna" / f"{name}-{OPTUNA_PRUNING[pruning]}-b{top}-s{seed}.json")))
                     continue
                 for b in (budgets if name in SIZED else [top]):
                     sets = (base + strategy_sets(name, b, pruning != "none", runs_root, recipe["space"]["max_index"])
-                            + PRUNING[pruning]
-                            + [f"search.seed={seed}"])
-                    out[(name, pruning, seed, b if name in SIZED else 0)] = bqnn_trace(
-                        runs / name / f"{pruning}-b{b}-s{seed}", job, sets)
-        print(f"  {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+                            + PRUNING[pruning] + [f"search.seed={seed}"])
+                    units.append(((name, pruning, seed, b if name in SIZED else 0), "bqnn",
+                                  (runs / name / f"{pruning}-b{b}-s{seed}", job, sets)))
+    units.sort(key=lambda u: (COST_ORDER.index(u[0][0]), -u[0][3], u[0][2], u[0][1]))
+    out: dict[tuple[str, str, int, int], Trace] = {}
+    spent: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def collect(done: tuple[tuple, tuple, float]) -> None:
+        key, arrays, seconds = done
+        out[key] = Trace(arrays[0], *(np.asarray(a) for a in arrays[1:]))
+        spent[key[0]] = spent.get(key[0], 0.0) + seconds
+        if len(out) % max(1, len(units) // 20) == 0 or len(out) == len(units):
+            elapsed = time.perf_counter() - t0
+            print(f"  {len(out):,} of {len(units):,} runs, {elapsed:.0f} s elapsed, ETA "
+                  f"{elapsed / len(out) * (len(units) - len(out)):.0f} s", file=sys.stderr, flush=True)
+
+    if jobs > 1:
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one core per process
+            os.environ[var] = "1"
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in pool.map(run_unit, units):
+                collect(done)
+    else:
+        for unit in units:
+            collect(run_unit(unit))
+    print("  seconds per strategy (in all processes): " + ", ".join(f"{n} {spent[n]:.0f}" for n in names if n in spent),
+          file=sys.stderr, flush=True)
     return out
 
 
@@ -298,7 +339,7 @@ def strategies(args: argparse.Namespace) -> None:
     seeds = list(range(FIRST_SEED, FIRST_SEED + args.seeds))
     names = [n for n in (*BQNN, *PEERS) if not args.only or n in args.only]
     every = sorted(set(args.budgets) | {b // 2 for b in args.budgets})  # halves: the target's comparison
-    runs = traces(args.table, args.job, args.runs, names, args.pruning, seeds, every)
+    runs = traces(args.table, args.job, args.runs, names, args.pruning, seeds, every, args.jobs)
     print(f"\nstrategies on {args.table} ({len(table.hash):,} blocks x {len(table.seeds)} seeds; optimum "
           f"{truth.optimum:.2f} % mean accuracy; {truth.seconds_per_training:.2f} s per training on average), "
           f"seeds {seeds[0]}-{seeds[-1]}; regret = optimum - the true (mean) accuracy of the best block found; "
@@ -534,6 +575,7 @@ def main() -> None:
     p.add_argument("--table", type=Path, default=TABLE)
     p.add_argument("--job", type=Path, default=JOB, help="the table's recipe as a job file")
     p.add_argument("--runs", type=Path, default=RUNS, help="where the runs are kept and reused")
+    p.add_argument("--jobs", type=int, default=1, help="strategies: processes running the runs (one core each)")
     p.add_argument("--seeds", type=int, default=SEEDS, help=f"strategies: bench seeds {FIRST_SEED}, {FIRST_SEED + 1}..")
     p.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS), help="in trainings' worth")
     p.add_argument("--only", nargs="+", choices=(*BQNN, *PEERS))

@@ -1,6 +1,7 @@
 """bench/on_table.py on a tiny table (the simulated trainer's curves, `max_index` 4, 125 blocks, two seeds): the
 stats and strategies commands run end to end, a best block found never gets worse with a larger budget, regrets lie
-between 0 and the optimum, and a second run reuses the runs and prints the same figures."""
+between 0 and the optimum, the runs made again in two processes print the same figures, and a second run reuses
+the runs."""
 import re
 import subprocess
 import sys
@@ -51,10 +52,10 @@ def tiny(tmp_path_factory):
     return base, job, table
 
 
-def bench(tiny, *args: str) -> subprocess.CompletedProcess:
+def bench(tiny, *args: str, runs: str = "runs") -> subprocess.CompletedProcess:
     base, job, table = tiny
     return subprocess.run([sys.executable, "bench/on_table.py", *args, "--table", str(table), "--job", str(job),
-                           "--runs", str(base / "runs")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           "--runs", str(base / runs)], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def regrets(out: str, unit: str) -> dict[tuple[str, str], list[float]]:
@@ -87,9 +88,12 @@ def test_strategies_run_on_the_table_and_read_back_the_same(tiny):
             if name in ("random", "evolution", "optuna-random", "optuna-tpe"):  # one run read at both budgets
                 assert large <= small, (name, unit, small, large)
     assert "pruning on the table" in first.stdout and "the target" in first.stdout
-    again = bench(tiny, *args)
+    pooled = bench(tiny, *args, "--jobs", "2", runs="runs-pooled")  # every run made again, in two processes
+    assert pooled.returncode == 0, pooled.stderr
+    assert pooled.stdout.split("\n", 1)[1] == first.stdout.split("\n", 1)[1]  # all but the dated first line
+    again = bench(tiny, *args)  # the first runs, read back
     assert again.returncode == 0, again.stderr
-    assert again.stdout.split("\n", 1)[1] == first.stdout.split("\n", 1)[1]  # all but the dated first line
+    assert again.stdout.split("\n", 1)[1] == first.stdout.split("\n", 1)[1]
 
 
 def test_the_paper_claims_run_on_the_table_with_each_explore_rule(tiny, tmp_path):
