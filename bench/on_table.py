@@ -2,7 +2,7 @@
 
     python bench/on_table.py stats                   # the table: noise floor, linear fits, sim vs real, rungs
     python bench/on_table.py tune                    # Q-learning alpha, tuned on the simulated trainer (not the table)
-    python bench/on_table.py strategies              # every strategy, with and without pruning, 20 seeds, 6 budgets
+    python bench/on_table.py strategies --jobs 2     # every strategy, with and without pruning, 20 seeds, 6 budgets
     python bench/on_table.py strategies --seeds 3 --budgets 50 200 --only random qlearning  # a quick look
     python bench/on_table.py retrain                 # 5 blocks trained again from the recipe: inside the seed spread?
 
@@ -28,7 +28,7 @@ simulated trainer. Pruning: bqnn's median rule (rungs 1, 2, 4) and halving rule 
 `min_candidates` at its default 16; Optuna's MedianPruner and HyperbandPruner (min resource 1, max 6, reduction
 3), each told the accuracy after every epoch. Bench seeds 100 and up (the table's own seeds are 0-2; nothing is
 tuned on them). Runs land in runs/on-table/table-DIGEST/ (one folder per table contents) and are reused: an
-interrupted bench continues, and two processes with different --only lists share the work.
+interrupted bench continues. `--jobs N` runs them in N processes (the same figures as one).
 """
 from __future__ import annotations
 
