@@ -585,7 +585,15 @@ def main() -> None:
     p.add_argument("--pick-seed", type=int, default=7, help="retrain: which blocks")
     args = p.parse_args()
     print(f"bench/on_table.py {args.command}, {time.strftime('%Y-%m-%d %H:%M')}")
-    {"stats": stats, "tune": tune, "strategies": strategies, "retrain": retrain}[args.command](args)
+    from bqnn.landscape.table import TableError
+
+    try:
+        if args.command != "tune":
+            Table.read(args.table)  # a missing or damaged table is one line before anything runs
+        {"stats": stats, "tune": tune, "strategies": strategies, "retrain": retrain}[args.command](args)
+    except TableError as e:
+        print(f"bench/on_table.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

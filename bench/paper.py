@@ -297,6 +297,13 @@ def main() -> None:
     parts = args.parts or ["simulated"] + (["real"] if args.real else []) + (["table"] if args.table else [])
     if "table" in parts and not args.table:
         p.error("--parts table needs --table PATH")
+    if "table" in parts:
+        from bqnn.landscape.table import Table, TableError
+
+        try:
+            Table.read(args.table)  # a missing or damaged table is one line before anything runs
+        except TableError as e:
+            p.exit(2, f"bench/paper.py: error: {e}\n")
     load(JOBS["cvpr"])  # the jobs parse before anything runs
     print(f"bench/paper.py, {time.strftime('%Y-%m-%d')}; runs in {args.out}")
     for name in CLAIMS if args.claim == "all" else [args.claim]:
