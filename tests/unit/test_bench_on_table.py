@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import h5py
 import pytest
 
 from bqnn.results.landscape import build
@@ -114,3 +115,25 @@ def test_the_paper_claims_run_on_the_table_with_each_explore_rule(tiny, tmp_path
         assert (tmp_path / "table" / f"fig8a-{rule}.png").stat().st_size > 0
         assert re.search(rf"appendix-b \(table, explore {rule}, seeds \[0, 1\]", out["appendix-b"])
     assert len(list((tmp_path / "table").glob("landscape-*-s0"))) == 2  # one run per rule, both claims read it
+
+
+@pytest.mark.parametrize("problem", ["missing", "damaged"])
+def test_the_table_benches_refuse_a_bad_table_in_one_line(tiny, tmp_path, problem):
+    """A table that does not exist, or whose contents were edited, is one line naming it and exit 2 from every
+    command that reads it, before anything runs or is written."""
+    _, job, table = tiny
+    bad = tmp_path / "bad.h5"
+    if problem == "damaged":
+        bad.write_bytes(table.read_bytes())
+        with h5py.File(bad, "r+") as f:  # one accuracy edited: the contents no longer match their checksum
+            f["accuracy"][3, 1] += 1
+    commands = [["bench/on_table.py", cmd, "--table", str(bad), "--job", str(job), "--runs", str(tmp_path / "runs")]
+                for cmd in ("stats", "strategies", "retrain")]
+    commands.append(["bench/paper.py", "fig8a", "--parts", "table", "--table", str(bad), "--table-job", str(job),
+                     "--out", str(tmp_path / "paper")])
+    for cmd in commands:
+        r = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, (cmd, r.stdout, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and str(bad) in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "paper").exists()
