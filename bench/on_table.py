@@ -33,13 +33,9 @@ interrupted bench continues. `--jobs N` runs them in N processes (the same figur
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import io
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,290 +44,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bqnn.blocks.canon import canonical_hash  # noqa: E402
-from bqnn.config import from_json, to_dict  # noqa: E402
+from table_runs import BQNN, PEERS, PRUNING, RUNS, Trace, Truth, bqnn_trace, strategy_sets, traces  # noqa: E402
+from table_stats import stats  # noqa: E402
+
+from bqnn.config import from_json  # noqa: E402
 from bqnn.landscape.table import Table  # noqa: E402
-from bqnn.run import checkpoint  # noqa: E402
-from bqnn.search import main as search_main  # noqa: E402
 from bqnn.training.result import Status, candidate_seed  # noqa: E402
 
 TABLE = ROOT / "bench" / "data" / "landscape.h5"
-RUNS = ROOT / "runs" / "on-table"
 JOB = ROOT / "jobs" / "landscape.toml"  # the table's recipe as a job file (--job for a table of another recipe)
 BUDGETS = (50, 100, 200, 500, 1000, 2000)
 SEEDS = 20
 FIRST_SEED = 100
-# Optuna's TPE costs O(trials) per proposal in Python (its Parzen estimators are rebuilt from every trial), so a
-# run costs O(trials^2): 3,000 trials took 391 s here. On a space of 2,357 blocks TPE soon proposes blocks it has
-# seen (told their cached value, free in epochs, not in time), so a run is stopped after MAX_TRIALS proposals
-# even if its budget is not spent: it has converged; the report says how much it spent (below: it ended first).
-# Optuna's random sampler costs little per proposal but repeats blocks often (one categorical per row: 4,473 codes
-# for 2,357 blocks), so its cap is higher. Measured on one seed: 2,500 proposals gave TPE ~580 trainings, random
-# 1,309.
-MAX_TRIALS = {"optuna-random": 10_000, "optuna-tpe": 2_500, "optuna-mtpe": 2_500}
-PRUNING = {"none": [], "median": ["pruning.rule=median", "pruning.rungs=[1,2,4]"],
-           "halving": ["pruning.rule=halving", "pruning.rungs=[1,3]", "pruning.reduction=3"]}
-OPTUNA_PRUNING = {"none": "none", "median": "median", "halving": "hyperband"}  # the counterpart on Optuna's side
-
-
-@dataclass
-class Trace:
-    """The trainings of one run in the order they were made."""
-
-    hashes: list[str]
-    status: np.ndarray  # Status per training
-    accuracy: np.ndarray  # observed (one seed's) accuracy; a pruned one's is its rung's
-    epochs: np.ndarray  # epochs trained, restarts included
-    seconds: np.ndarray  # the table's seconds (k/E of them for a candidate pruned after k epochs)
-
-    def at(self, cost: str, budget: float) -> np.ndarray:
-        """Mask of the trainings made within `budget` (candidate-epochs or seconds)."""
-        spent = np.cumsum(self.epochs if cost == "epochs" else self.seconds)
-        return spent <= budget + 1e-9
-
-    def best(self, mask: np.ndarray) -> str | None:
-        """The block with the best observed accuracy among trainings to the end within `mask`."""
-        ok = np.nonzero(mask & (self.status == Status.OK))[0]
-        return self.hashes[ok[np.argmax(self.accuracy[ok])]] if len(ok) else None
-
-
-class Truth:
-    """What the table says of every block: its mean accuracy over seeds, the optimum, the costs of a budget."""
-
-    def __init__(self, table: Table) -> None:
-        self.table = table
-        self.mean = table.mean_accuracy()
-        self.optimum = float(np.nanmax(self.mean))
-        self.epochs = table.epochs
-        ok = table.status == Status.OK
-        self.seconds_per_training = float(table.seconds[ok].mean())
-
-    def regret(self, block: str | None) -> float:
-        if block is None:
-            return self.optimum  # nothing trained to the end: as bad as it gets
-        m = self.mean[self.table.row(block)]
-        return self.optimum - (float(m) if np.isfinite(m) else 0.0)
-
-    def true_accuracy(self, block: str | None) -> float:
-        return self.optimum - self.regret(block)
-
-    def budget(self, cost: str, trainings: int) -> float:
-        return trainings * (self.epochs if cost == "epochs" else self.seconds_per_training)
-
-
-# ------------------------------------------------------------------ runs
-
-
-def base_sets(table_path: Path, recipe: dict) -> list[str]:
-    """The table's recipe as a search on the table: its sections, the table trainer, accuracy as the reward."""
-    return [f"trainer.table={table_path}", "trainer.kind=table", "pruning.record=false", "reward.preset=accuracy",
-            "search.checkpoint_interval=3600", f"space.max_index={recipe['space']['max_index']}"]
-
-
-def bqnn_trace(out: Path, job: Path, sets: list[str]) -> Trace:
-    """A bqnn search on the table (run unless finished before): its trainings in id order."""
-    done = checkpoint.exists(out) and (lambda s: s.iteration >= s.iterations_total)(checkpoint.load(out)[0])
-    if not done:
-        args = ["--config", str(job), "--out", str(out)] + [x for s in sets for x in ("--set", s)]
-        with contextlib.redirect_stdout(io.StringIO()) as buf:
-            code = search_main(args)
-        if code != 0:
-            raise SystemExit(f"bench/on_table.py: search in {out} failed ({code}):\n{buf.getvalue()}")
-    c = checkpoint.load(out)[0].candidates
-    c = c[np.argsort(c["id"], kind="stable")]
-    c = c[c["repeat"] == 0]
-    return Trace([h.decode() for h in c["hash"]], c["status"].astype(int), c["accuracy"].astype(float),
-                 (c["epochs"] + c["restarts"]).astype(float), c["seconds"].astype(float))
-
-
-def optuna_trace(sampler: str, pruner: str, seed: int, table_path: Path, job: Path, budget: tuple[float, float],
-                 cache: Path) -> Trace:
-    """Optuna's `sampler` (and `pruner`) on the table until it has spent `budget` (candidate-epochs, training
-    seconds: both), has trained every block, or has made MAX_TRIALS[sampler] trials; saved to `cache` (JSON) and reused.
-    A trial is one block (one categorical per row, bench/peers.py); a block trained before is told its cached
-    value and costs nothing (bqnn's cache rule); the table trainer trains the others, reporting the accuracy after
-    every epoch to the pruner."""
-    if cache.exists():
-        d = json.loads(cache.read_text())
-        return Trace(d["hashes"], np.array(d["status"]), np.array(d["accuracy"]), np.array(d["epochs"]),
-                     np.array(d["seconds"]))
-    import warnings
-
-    import optuna
-    from peers import _sampler, _text
-
-    from bqnn.blocks.code import Layer, Op
-    from bqnn.blocks.space import Space
-    from bqnn.config import load
-    from bqnn.training.table import TableTrainer
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    recipe = to_dict(load(job))
-    every_epoch = list(range(1, recipe["trainer"]["epochs"]))  # the pruner is told the accuracy after each epoch
-    cfg = load(job, base_sets(table_path, recipe) + ["pruning.record=true", f"pruning.rungs={every_epoch}"])
-    trainer = TableTrainer(cfg)
-    space = Space.of(cfg.space)
-    choices = {i: {_text(a): a for a in space.actions(Layer(i - 1, 0, 0, 0, 0))}
-               for i in range(1, cfg.space.max_index + 1)}
-    pruners = {"none": optuna.pruners.NopPruner(), "median": optuna.pruners.MedianPruner(),
-               "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.trainer.epochs,
-                                                           reduction_factor=3)}
-    # A fixed name: Hyperband puts a trial in a bracket by a hash of the study's name, which is random otherwise
-    study = optuna.create_study(study_name=f"{sampler}-{pruner}-s{seed}", direction="maximize",
-                                sampler=_sampler(sampler, seed), pruner=pruners[pruner])
-    seen: dict[str, tuple[optuna.trial.TrialState, float]] = {}
-    tr: dict[str, list] = {"hashes": [], "status": [], "accuracy": [], "epochs": [], "seconds": []}
-    blocks = len(trainer.table.hash)
-    proposals = 0
-    while ((sum(tr["epochs"]) < budget[0] or sum(tr["seconds"]) < budget[1]) and len(tr["hashes"]) < blocks
-           and proposals < MAX_TRIALS[sampler]):
-        proposals += 1
-        trial = study.ask()
-        rows = []
-        for i in range(1, cfg.space.max_index + 1):
-            layer = choices[i][trial.suggest_categorical(f"row{i}", list(choices[i]))]
-            rows.append(layer)
-            if layer.type == Op.TERMINAL:
-                break
-        nsc = tuple(rows)
-        h = canonical_hash(nsc)
-        if h in seen:
-            state, value = seen[h]
-            study.tell(trial, value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
-            continue
-
-        def report(epoch: int, accuracy: float | None, trial: optuna.trial.Trial = trial) -> bool:
-            if accuracy is None:
-                return False
-            trial.report(accuracy, epoch)
-            return bool(trial.should_prune())
-
-        r = trainer.train(nsc, candidate_seed(seed, h), on_epoch=report)
-        state = (optuna.trial.TrialState.COMPLETE if r.status == Status.OK else optuna.trial.TrialState.PRUNED
-                 if r.status == Status.PRUNED else optuna.trial.TrialState.FAIL)
-        seen[h] = (state, r.accuracy)
-        study.tell(trial, r.accuracy if state == optuna.trial.TrialState.COMPLETE else None, state=state)
-        for key, v in (("hashes", h), ("status", int(r.status)), ("accuracy", r.accuracy),
-                       ("epochs", r.epochs + r.restarts), ("seconds", r.seconds)):
-            tr[key].append(v)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({**tr, "trials": proposals, "budget": budget}))
-    return Trace(tr["hashes"], np.array(tr["status"]), np.array(tr["accuracy"]), np.array(tr["epochs"]),
-                 np.array(tr["seconds"]))
 
 
 # ------------------------------------------------------------ strategies
-
-BQNN = ("random", "qlearning-paper", "qlearning-tuned", "pnas", "evolution")
-PEERS = ("optuna-random", "optuna-tpe", "optuna-mtpe")
-SIZED = ("qlearning-paper", "qlearning-tuned", "pnas")  # one search per budget; the others one per seed
-
-
-def tuned_alpha(runs: Path) -> float:
-    path = runs / "tuned.json"
-    if not path.exists():
-        raise SystemExit("bench/on_table.py: run `python bench/on_table.py tune` first (Q-learning's alpha, tuned on "
-                         "the simulated trainer)")
-    return float(json.loads(path.read_text())["alpha"])
-
-
-def strategy_sets(name: str, trainings: int, pruned: bool, runs: Path = RUNS, max_index: int = 5) -> list[str]:
-    """--set overrides of a bqnn strategy sized for `trainings` trainings (the rule in the module docstring)."""
-    from strategies import schedule
-
-    if name in ("random", "evolution"):
-        per = 16
-        return [f"search.strategy={name}", f"search.blocks_per_iteration={per}",
-                f"search.schedule=[[1.0, {20 * trainings // per}]]"]
-    if name.startswith("qlearning"):
-        per, sched = schedule(2 * trainings if pruned else trainings)
-        alpha = 0.01 if name == "qlearning-paper" else tuned_alpha(runs)
-        return ["search.strategy=qlearning", f"search.blocks_per_iteration={per}", f"search.schedule={sched}",
-                f"search.replay_samples={per}", f"search.alpha={alpha}", "search.updates=replay"]
-    if name == "pnas":
-        beam = max(1, ((2 * trainings if pruned else trainings) - 8) // 2)
-        return ["search.strategy=pnas", f"pnas.max_size={max_index - 1}", f"pnas.beam={beam}"]  # every layer
-    raise ValueError(name)
-
-
-def runs_of(table_path: Path, runs: Path) -> Path:
-    """Where the runs on this table are kept: a folder per table contents, so a rebuilt table never reuses runs
-    made on another."""
-    return runs / f"table-{hashlib.sha256(table_path.read_bytes()).hexdigest()[:12]}"
-
-
-COST_ORDER = ("optuna-mtpe", "optuna-tpe", "pnas", "random", "evolution", "qlearning-paper", "qlearning-tuned",
-              "optuna-random")  # the slowest runs first, so that a pool of processes ends together
-
-
-def run_unit(unit: tuple) -> tuple[tuple, tuple, float]:
-    """One run (a bqnn search or an Optuna study on the table), in this process or a pool's: (its key, its
-    trace as plain arrays, seconds)."""
-    key, kind, args = unit
-    t0 = time.perf_counter()
-    trace = optuna_trace(*args) if kind == "optuna" else bqnn_trace(*args)
-    return key, (trace.hashes, trace.status, trace.accuracy, trace.epochs, trace.seconds), time.perf_counter() - t0
-
-
-def traces(table_path: Path, job: Path, runs_root: Path, names: list[str], prunings: list[str], seeds: list[int],
-           budgets: list[int], jobs: int = 1) -> dict[tuple[str, str, int, int], Trace]:
-    """(strategy, pruning, seed, budget) -> its trace; budget 0 for a run read at every budget. With `jobs` > 1 the
-    runs are spread over that many processes (each one thread); every run is seeded and kept on its own, so the
-    traces are the same whatever the number of processes."""
-    runs = runs_of(table_path, runs_root)
-    from bqnn.config import load
-
-    recipe = to_dict(load(job))
-    base = base_sets(table_path, recipe)
-    truth = Truth(Table.read(table_path))
-    top = max(budgets)
-    units = []
-    for name in names:
-        for pruning in prunings:
-            for seed in seeds:
-                if name in PEERS:
-                    units.append(((name, pruning, seed, 0), "optuna", (
-                        name, OPTUNA_PRUNING[pruning], seed, table_path, job,
-                        (truth.budget("epochs", top), truth.budget("seconds", top)),
-                        runs / "optuna" / f"{name}-{OPTUNA_PRUNING[pruning]}-b{top}-s{seed}.json")))
-                    continue
-                for b in (budgets if name in SIZED else [top]):
-                    sets = (base + strategy_sets(name, b, pruning != "none", runs_root, recipe["space"]["max_index"])
-                            + PRUNING[pruning] + [f"search.seed={seed}"])
-                    units.append(((name, pruning, seed, b if name in SIZED else 0), "bqnn",
-                                  (runs / name / f"{pruning}-b{b}-s{seed}", job, sets)))
-    units.sort(key=lambda u: (COST_ORDER.index(u[0][0]), -u[0][3], u[0][2], u[0][1]))
-    out: dict[tuple[str, str, int, int], Trace] = {}
-    spent: dict[str, float] = {}
-    t0 = time.perf_counter()
-
-    def collect(done: tuple[tuple, tuple, float]) -> None:
-        key, arrays, seconds = done
-        out[key] = Trace(arrays[0], *(np.asarray(a) for a in arrays[1:]))
-        spent[key[0]] = spent.get(key[0], 0.0) + seconds
-        if len(out) % max(1, len(units) // 20) == 0 or len(out) == len(units):
-            elapsed = time.perf_counter() - t0
-            print(f"  {len(out):,} of {len(units):,} runs, {elapsed:.0f} s elapsed, ETA "
-                  f"{elapsed / len(out) * (len(units) - len(out)):.0f} s", file=sys.stderr, flush=True)
-
-    if jobs > 1:
-        import multiprocessing
-        import os
-        from concurrent.futures import ProcessPoolExecutor
-
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one core per process
-            os.environ[var] = "1"
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done in pool.map(run_unit, units):
-                collect(done)
-    else:
-        for unit in units:
-            collect(run_unit(unit))
-    print("  seconds per strategy (in all processes): " + ", ".join(f"{n} {spent[n]:.0f}" for n in names if n in spent),
-          file=sys.stderr, flush=True)
-    return out
-
 
 def strategies(args: argparse.Namespace) -> None:
     table = Table.read(args.table)
@@ -367,8 +94,8 @@ def strategies(args: argparse.Namespace) -> None:
                 cells.append(f"{v.mean():>7.2f} ({v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0:.2f})")
             print(f"  {name:<17} {pruning:<8}" + "".join(f"{c:>14}" for c in cells))
     print("\ncandidate-epochs spent within the epochs budget (mean; below the budget: the run ended first)")
-    for (name, pruning), by in sorted(spent.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1])):
-        print(f"  {name:<17} {pruning:<8}" + "".join(f"{np.mean(by[b]):>14.0f}" for b in args.budgets))
+    for (name, pruning), used in sorted(spent.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1])):
+        print(f"  {name:<17} {pruning:<8}" + "".join(f"{np.mean(used[b]):>14.0f}" for b in args.budgets))
     pruning_report(runs, truth, names)
     if "optuna-tpe" in names:
         tpe = rows.get(("optuna-tpe", "none"))
@@ -404,93 +131,6 @@ def pruning_report(runs: dict[tuple[str, str, int, int], Trace], truth: Truth, n
         print(f"  {name:<17} {pruning:<8} {epochs.mean() / truth.epochs:>6.1%} of the epochs, {pruned.mean():>6.1%} "
               f"of {len(status):>7,} trainings pruned; top-10 blocks: {int((top & pruned).sum()):>4} of "
               f"{int(top.sum()):>5,} trainings pruned ({(top & pruned).sum() / max(1, top.sum()):.1%})")
-
-
-# ----------------------------------------------------------------- stats
-
-
-def linear_r2(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[float, int]:
-    """Held-out R^2 of a least-squares fit of y on x (half the rows fit, half scored), and where the fit ranks the
-    true best of the held-out half (1: first)."""
-    idx = rng.permutation(len(y))
-    fit, test = idx[: len(y) // 2], idx[len(y) // 2:]
-    a = np.column_stack([x, np.ones(len(x))])
-    coef, *_ = np.linalg.lstsq(a[fit], y[fit], rcond=None)
-    pred = a[test] @ coef
-    r2 = 1 - float(((y[test] - pred) ** 2).sum() / ((y[test] - y[test].mean()) ** 2).sum())
-    best = int(np.argmax(y[test]))
-    return r2, int((pred > pred[best]).sum()) + 1
-
-
-def stats(args: argparse.Namespace) -> None:
-    import warnings
-
-    warnings.simplefilter("ignore", RuntimeWarning)  # means of blocks without a successful training are NaN
-    from bqnn.blocks.code import from_array
-    from bqnn.stats import spearman
-    from bqnn.strategies.predictor import features
-    from bqnn.training.simulated import simulated_accuracy
-
-    table = Table.read(args.table)
-    truth = Truth(table)
-    recipe = from_json(table.recipe)
-    ok = table.status == Status.OK
-    full = ok.all(axis=1)
-    acc = np.where(ok, table.accuracy, np.nan)
-    sd = np.nanstd(acc[full], axis=1, ddof=1)
-    mean = truth.mean
-    order = np.argsort(-np.where(np.isfinite(mean), mean, -1))
-    top50 = order[:50]
-    print(f"the table {args.table}: {len(table.hash):,} blocks x {len(table.seeds)} seeds "
-          f"(seeds {table.seeds}), {table.epochs} epochs; {int(ok.sum()):,} of {ok.size:,} trainings succeeded, "
-          f"{int((table.status == -1).sum()):,} not trained")
-    print(f"  recipe: {recipe.data.dataset} {recipe.data.train_subset} images at {recipe.data.resize}x"
-          f"{recipe.data.resize}, {recipe.data.val_size} validation; network {list(recipe.network.filters)} "
-          f"N={recipe.network.blocks_per_stage}; {table.epochs} epochs, lr step {recipe.trainer.lr_step}")
-    print(f"  mean accuracy over blocks: {np.nanmean(mean):.2f} %, best {truth.optimum:.2f} %, spread between "
-          f"blocks' means (sd) {np.nanstd(mean):.2f} points, range {np.nanmin(mean):.2f}-{truth.optimum:.2f}")
-    in_top = np.isin(np.nonzero(full)[0], top50)
-    print(f"  noise floor: seed-to-seed sd per block over the {int(full.sum()):,} blocks with every seed trained, "
-          f"mean {np.mean(sd):.2f} points (median {np.median(sd):.2f}, 90th percentile {np.percentile(sd, 90):.2f}); "
-          f"among the 50 best blocks {np.mean(sd[in_top]) if in_top.any() else np.nan:.2f} ({int(in_top.sum())} "
-          f"of them)")
-    binom = 100 * np.sqrt(truth.optimum / 100 * (1 - truth.optimum / 100) / recipe.data.val_size)
-    print(f"  of which the validation set's own binomial noise at the optimum: {binom:.2f} points")
-    gap = mean[order[0]] - mean[order[1]]
-    print(f"  the best block {table.hash[order[0]].decode()} leads the second by {gap:.2f} points; blocks within one "
-          f"seed-to-seed sd of the optimum: {int((mean > truth.optimum - np.mean(sd)).sum())}")
-    secs = table.seconds[ok]
-    print(f"  training seconds: mean {secs.mean():.2f}, median {np.median(secs):.2f}, range "
-          f"{secs.min():.2f}-{secs.max():.2f} (per block, the validation after every epoch included)")
-    for a in range(len(table.seeds)):
-        for b in range(a + 1, len(table.seeds)):
-            both = ok[:, a] & ok[:, b]
-            if both.sum() > 2:
-                ratio = table.seconds[both, b] / table.seconds[both, a]
-                print(f"    seeds {table.seeds[a]} and {table.seeds[b]}, {int(both.sum()):,} blocks trained with both: "
-                      f"Spearman of a block's seconds {spearman(table.seconds[both, a], table.seconds[both, b]):+.3f}, "
-                      f"median ratio {np.median(ratio):.2f} (10th-90th percentile {np.percentile(ratio, 10):.2f}-"
-                      f"{np.percentile(ratio, 90):.2f}); the same work in both: the rest is the machine's load")
-    trained = np.isfinite(mean)
-    codes = [from_array(table.nsc[i].astype(np.int16), table.max_index) for i in np.nonzero(trained)[0]]
-    x = np.stack([features(nsc) for nsc in codes])
-    real = mean[trained]
-    sim = np.array([simulated_accuracy(nsc) for nsc in codes])
-    rng = np.random.default_rng(0)
-    r2_real, rank_real = linear_r2(x, real, rng)
-    r2_sim, rank_sim = linear_r2(x, sim, np.random.default_rng(0))
-    print(f"  linear fit on the PNAS predictor's features, held-out R^2: real {r2_real:.3f} (ranks the held-out best "
-          f"#{rank_real}), simulated {r2_sim:.3f} (#{rank_sim}) on the same blocks")
-    top_sim = set(np.argsort(-sim)[:50].tolist())
-    top_real = set(np.argsort(-real)[:50].tolist())
-    print(f"  simulated vs real accuracy of every block: Spearman {spearman(sim, real):+.3f}; top-50 overlap "
-          f"{len(top_sim & top_real)} of 50")
-    final = table.accuracy[ok]
-    for k in range(table.epochs - 1):
-        print(f"  rung Spearman, epoch {k + 1} vs final ({table.epochs}) over every successful training: "
-              f"{spearman(table.curve[:, :, k][ok], final):+.3f}", end="")
-        means = np.nanmean(np.where(ok, table.curve[:, :, k], np.nan), axis=1)
-        print(f"; of blocks' means {spearman(means[trained], real):+.3f}")
 
 
 # ------------------------------------------------------------------ tune
@@ -590,7 +230,8 @@ def main() -> None:
     try:
         if args.command != "tune":
             Table.read(args.table)  # a missing or damaged table is one line before anything runs
-        {"stats": stats, "tune": tune, "strategies": strategies, "retrain": retrain}[args.command](args)
+        commands = {"stats": lambda a: stats(a.table), "tune": tune, "strategies": strategies, "retrain": retrain}
+        commands[args.command](args)
     except TableError as e:
         print(f"bench/on_table.py: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
