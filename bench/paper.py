@@ -28,9 +28,7 @@ distinct trained blocks. The exploitation phase is every iteration after the eps
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import io
 import sys
 import time
 from collections.abc import Callable
@@ -42,10 +40,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from searched import by_id, finished  # noqa: E402
+
 from bqnn.blocks.code import format_nsc, from_array  # noqa: E402
 from bqnn.config import load  # noqa: E402
-from bqnn.run import checkpoint  # noqa: E402
-from bqnn.search import main as search_main  # noqa: E402
 from bqnn.training.result import Status  # noqa: E402
 
 JOBS = {"cvpr": ROOT / "jobs" / "cifar100_paper.toml", "L": ROOT / "jobs" / "cifar100_paper_L.toml",
@@ -71,15 +69,7 @@ class Run:
 
 
 def search(out: Path, job: Path, sets: list[str]) -> Run:
-    done = checkpoint.exists(out) and (lambda st: st.iteration >= st.iterations_total)(checkpoint.load(out)[0])
-    if not done:  # a new search, or one stopped part-way (it resumes)
-        args = ["--config", str(job), "--out", str(out)] + [x for s in sets for x in ("--set", s)]
-        with contextlib.redirect_stdout(io.StringIO()) as buf:
-            code = search_main(args)
-        if code != 0:
-            raise SystemExit(f"bench/paper.py: search in {out} failed ({code}):\n{buf.getvalue()}")
-    c = checkpoint.load(out)[0].candidates
-    c = c[np.argsort(c["id"], kind="stable")]
+    c = by_id(finished(out, job, sets).candidates)
     its = sorted(set(c["iteration"].tolist()))
     eps, mean, top1, top5, best = [], [], [], [], []
     for it in its:

@@ -17,8 +17,6 @@ Why it matters: a search's Q-values learn from these rewards, so precision is pa
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 import time
 from pathlib import Path
@@ -27,22 +25,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bqnn.run import checkpoint
-from bqnn.search import main as search_main
+from searched import by_id, finished
+
 from bqnn.stats import spearman
 from bqnn.training.result import Status
 
 
 def run(out: Path, sets: list[str]) -> tuple[np.ndarray, float]:
     t0 = time.perf_counter()
-    if not (out / checkpoint.FILENAME).exists():
-        args = ["--config", "jobs/demo.toml", "--out", str(out)] + [x for s in sets for x in ("--set", s)]
-        with contextlib.redirect_stdout(io.StringIO()) as buf:
-            code = search_main(args)
-        if code != 0:
-            raise SystemExit(f"bench/precision.py: search in {out} failed ({code}):\n{buf.getvalue()}")
-    c = checkpoint.load(out)[0].candidates
-    return c[np.argsort(c["id"], kind="stable")], time.perf_counter() - t0
+    c = by_id(finished(out, "jobs/demo.toml", sets).candidates)
+    return c, time.perf_counter() - t0
 
 
 def main() -> None:

@@ -20,8 +20,6 @@ by the pruned one. Runs land in runs/bench-pruning/PART/ and are reused when fin
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 import time
 from pathlib import Path
@@ -31,10 +29,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from searched import by_id, finished  # noqa: E402
+
 from bqnn.config import PruningConfig, load  # noqa: E402
-from bqnn.run import checkpoint  # noqa: E402
 from bqnn.run.pruning import Pruner  # noqa: E402
-from bqnn.search import main as search_main  # noqa: E402
 from bqnn.stats import spearman  # noqa: E402
 from bqnn.training.result import Status  # noqa: E402
 
@@ -50,16 +48,8 @@ PARTS = {
 
 def search(out: Path, job: Path, sets: list[str]) -> tuple[np.ndarray, float]:
     """(candidates by id, elapsed seconds) of a finished search, running it unless it finished before."""
-    done = checkpoint.exists(out) and (lambda st: st.iteration >= st.iterations_total)(checkpoint.load(out)[0])
-    if not done:
-        args = ["--config", str(job), "--out", str(out)] + [x for s in sets for x in ("--set", s)]
-        with contextlib.redirect_stdout(io.StringIO()) as buf:
-            code = search_main(args)
-        if code != 0:
-            raise SystemExit(f"bench/pruning.py: search in {out} failed ({code}):\n{buf.getvalue()}")
-    state = checkpoint.load(out)[0]
-    c = state.candidates
-    return c[np.argsort(c["id"], kind="stable")], float(state.elapsed)
+    state = finished(out, job, sets)
+    return by_id(state.candidates), float(state.elapsed)
 
 
 def figures(c: np.ndarray) -> dict:

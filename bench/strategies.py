@@ -36,8 +36,6 @@ fairness), so they differ only after it.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 import time
 from pathlib import Path
@@ -47,10 +45,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from peers import PEERS, optuna_search, peers_missing
+from searched import by_id, finished
 
 from bqnn.config import load
-from bqnn.run import checkpoint
-from bqnn.search import main as search_main
 from bqnn.strategies.qtable import PAPER_SCHEDULE
 from bqnn.training.result import Status
 from bqnn.training.simulated import known_optimum
@@ -91,14 +88,8 @@ def schedule(budget: int) -> tuple[int, str]:
 
 def run(out: Path, sets: list[str]) -> tuple[np.ndarray, int, float]:
     """One search: (its trained rewards in id order, candidates proposed, seconds of the search)."""
-    if not (out / checkpoint.FILENAME).exists():
-        args = ["--config", "/dev/null", "--out", str(out)] + [x for s in sets for x in ("--set", s)]
-        with contextlib.redirect_stdout(io.StringIO()) as buf:
-            code = search_main(args)
-        if code != 0:
-            raise SystemExit(f"bench/strategies.py: search in {out} failed ({code}):\n{buf.getvalue()}")
-    state = checkpoint.load(out)[0]
-    c = state.candidates[np.argsort(state.candidates["id"], kind="stable")]
+    state = finished(out, "/dev/null", sets)
+    c = by_id(state.candidates)
     return c[(c["repeat"] == 0) & (c["status"] != Status.REJECTED)]["reward"], len(c), state.elapsed
 
 

@@ -10,9 +10,7 @@ in bench/on_table.py's docstring.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import sys
 import time
@@ -26,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from searched import by_id, finished  # noqa: E402
+
 from bqnn.blocks.canon import canonical_hash  # noqa: E402
 from bqnn.config import to_dict  # noqa: E402
 from bqnn.landscape.table import Table  # noqa: E402
-from bqnn.run import checkpoint  # noqa: E402
-from bqnn.search import main as search_main  # noqa: E402
 from bqnn.training.result import Status, candidate_seed  # noqa: E402
 
 RUNS = ROOT / "runs" / "on-table"
@@ -101,15 +99,7 @@ def base_sets(table_path: Path, recipe: dict) -> list[str]:
 
 def bqnn_trace(out: Path, job: Path, sets: list[str]) -> Trace:
     """A bqnn search on the table (run unless finished before): its trainings in id order."""
-    done = checkpoint.exists(out) and (lambda s: s.iteration >= s.iterations_total)(checkpoint.load(out)[0])
-    if not done:
-        args = ["--config", str(job), "--out", str(out)] + [x for s in sets for x in ("--set", s)]
-        with contextlib.redirect_stdout(io.StringIO()) as buf:
-            code = search_main(args)
-        if code != 0:
-            raise SystemExit(f"bench/on_table.py: search in {out} failed ({code}):\n{buf.getvalue()}")
-    c = checkpoint.load(out)[0].candidates
-    c = c[np.argsort(c["id"], kind="stable")]
+    c = by_id(finished(out, job, sets).candidates)
     c = c[c["repeat"] == 0]
     return Trace([h.decode() for h in c["hash"]], c["status"].astype(int), c["accuracy"].astype(float),
                  (c["epochs"] + c["restarts"]).astype(float), c["seconds"].astype(float))
