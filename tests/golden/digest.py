@@ -33,8 +33,9 @@ ROOT = HERE.parents[1]
 FIELDS = ("id", "iteration", "nsc", "hash", "status", "repeat", "accuracy", "reward", "flops", "params", "density",
           "blocks", "epochs", "restarts", "epsilon", "message")
 # recorded when the paper jobs updated Q once per result and replayed 64 blocks per iteration; they now follow the
-# CVPR text (replay only), and the digests still hold the earlier rule, which is search.updates' default
-EARLIER = ["--set", "search.updates=result+replay"]
+# CVPR text (replay only), and the digests still hold the earlier rule, which is search.updates' default; and
+# before they drew random actions by type (search.explore), so every case pins the uniform draw it was recorded with
+EARLIER = ["--set", "search.updates=result+replay", "--set", "search.explore=uniform"]
 PAPER = ["--config", str(ROOT / "jobs" / "cifar100_paper.toml"), "--set", "trainer.kind=simulated", *EARLIER]
 PAPER_L = ["--config", str(ROOT / "jobs" / "cifar100_paper_L.toml"), "--set", "trainer.kind=simulated", *EARLIER]
 
@@ -49,7 +50,8 @@ CASES: dict[str, tuple[int, list[str]]] = {
     "paper-L-tight": (1, PAPER_L + ["--set", "limits.params=400000"]),
     "pnas": (1, PAPER + ["--set", "search.strategy=pnas", "--set", "pnas.max_size=6", "--set", "pnas.beam=48"]),
     # what jobs/cifar100_paper.toml runs, its own update rule included (replay only, 64 per iteration: CVPR sec. 4.2)
-    "paper-rule": (1, ["--config", str(ROOT / "jobs" / "cifar100_paper.toml"), "--set", "trainer.kind=simulated"]),
+    "paper-rule": (1, ["--config", str(ROOT / "jobs" / "cifar100_paper.toml"), "--set", "trainer.kind=simulated",
+                       "--set", "search.explore=uniform"]),
 }
 
 

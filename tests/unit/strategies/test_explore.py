@@ -45,3 +45,15 @@ def test_by_type_draws_the_terminal_with_the_documented_probability():
     sd = math.sqrt(sum((k - mean) ** 2 * q for k, q in zip(range(2, 24), law, strict=True)) / n)
     assert abs(ends.mean() - mean) < 5 * sd and abs(sum(law) - 1) < 1e-12
     assert all(nsc_end.type == Op.TERMINAL for nsc_end in [agent.sample(1.0)[-1] for _ in range(10)])
+
+
+def test_the_paper_jobs_explore_by_type_and_the_others_uniformly():
+    """The paper jobs draw random actions by type (Fig. 8(a) and Appendix B, bench/README.md); the demo and the
+    landscape jobs keep the default, the uniform draw their figures were measured with."""
+    from bqnn.config import load
+    from tests.conftest import ROOT
+
+    for job in ("cifar100_paper", "cifar100_paper_L", "cifar100_aaai", "cifar100_pruned"):
+        assert load(ROOT / "jobs" / f"{job}.toml").search.explore == "by_type", job
+    for job in ("demo", "landscape"):
+        assert load(ROOT / "jobs" / f"{job}.toml").search.explore == "uniform", job
