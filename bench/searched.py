@@ -22,13 +22,15 @@ from bqnn.search import main as search_main
 
 def finished(out: Path, config: str | Path, sets: list[str]) -> SearchState:
     """The checkpointed state of the search in `out` with `config` and `--set` overrides, once it has finished."""
-    if not checkpoint.exists(out) or (lambda st: st.iteration < st.iterations_total)(checkpoint.load(out)[0]):
+    state = checkpoint.load(out)[0] if checkpoint.exists(out) else None
+    if state is None or state.iteration < state.iterations_total:
         args = ["--config", str(config), "--out", str(out)] + [x for s in sets for x in ("--set", s)]
         with contextlib.redirect_stdout(io.StringIO()) as buf:
             code = search_main(args)
         if code != 0:
             raise SystemExit(f"{Path(sys.argv[0]).as_posix()}: search in {out} failed ({code}):\n{buf.getvalue()}")
-    return checkpoint.load(out)[0]
+        state = checkpoint.load(out)[0]
+    return state
 
 
 def by_id(candidates: np.ndarray) -> np.ndarray:
