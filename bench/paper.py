@@ -276,7 +276,7 @@ def main() -> None:
     p.add_argument("--real", action="store_true", help="also on Fashion-MNIST at the demo's scale")
     p.add_argument("--real-seeds", type=int, nargs="+", default=[0])
     p.add_argument("--table", type=Path, help=f"also on this landscape table ({', '.join(TABLE_CLAIMS)})")
-    p.add_argument("--table-seeds", type=int, nargs="+", default=list(range(10)))
+    p.add_argument("--table-seeds", type=int, nargs="+", default=list(range(20)))
     p.add_argument("--table-job", type=Path, default=JOBS["landscape"], help="the table's recipe as a job file")
     p.add_argument("--explore", nargs="+", choices=("uniform", "by_type"),
                    help="run each part once per rule of drawing a random action (default: the job's own)")
