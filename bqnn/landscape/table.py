@@ -82,6 +82,12 @@ class Table:
         """[B, S] True where that seed's training is in the table (any status)."""
         return self.status != NOT_TRAINED
 
+    def pick(self, row: int, seed: int) -> int | None:
+        """The seed column whose training answers a candidate of this block with training seed `seed` (the table
+        trainer's rule: `seed` mod the number of its recorded trainings); None if the block has none yet."""
+        trained = np.nonzero(self.status[row] != NOT_TRAINED)[0]
+        return int(trained[seed % len(trained)]) if len(trained) else None
+
     def mean_accuracy(self) -> np.ndarray:
         """[B] each block's mean final accuracy over its successful seeds (NaN where none)."""
         ok = np.where(self.status == 0, self.accuracy, np.nan)

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..blocks.canon import canonical_hash
 from ..blocks.code import NSC
 from ..config import Config, diff, from_json
-from ..landscape.table import NOT_TRAINED, Table, TableError
+from ..landscape.table import Table, TableError
 from .result import OnEpoch, Poll, Status, TrainResult, ask, pruned_result, rung_epochs
 
 SLICE = 0.05  # seconds between looks for a stop or a pruning answer while sleeping
@@ -62,10 +62,9 @@ class TableTrainer:
         row = self.table.row(canonical_hash(nsc))
         if row is None:
             return TrainResult(Status.ERROR, message="the block is not in the landscape table (outside its space)")
-        trained = [s for s in range(len(self.table.seeds)) if self.table.status[row, s] != NOT_TRAINED]
-        if not trained:
+        s = self.table.pick(row, seed)
+        if s is None:
             return TrainResult(Status.ERROR, message="the landscape table has no training of this block yet")
-        s = trained[seed % len(trained)]
         status = Status(int(self.table.status[row, s]))
         seconds = float(self.table.seconds[row, s])
         restarts = int(self.table.restarts[row, s])
