@@ -2,14 +2,16 @@
 page loads on a running search, its table gains rows as candidates finish, a click shows a candidate's curve and its
 block, no error in the console, no request leaves localhost; the report opens offline with every view; a screenshot of
 each view is kept (runs/test-artifacts/)."""
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.conftest import ROOT, run_module, wait_for
+from tests.conftest import ROOT, _candidates_in, run_module, wait_for
 from tests.e2e.browser import chromium, console_errors, leaving, needs_browser, requested, screenshot
 
 pytestmark = needs_browser
@@ -36,7 +38,12 @@ def test_the_dashboard_follows_a_running_search_in_a_browser(tmp_path):
     search = start(["bqnn.search", "--out", str(out), *SIM])
     dash = None
     try:
-        assert wait_for(lambda: (out / "search.h5").exists() and (out / "status.json").exists(), 60)
+        # The search ends in seconds; under load it could end before the browser first draws the table, which then
+        # never grows. Hold it (SIGSTOP) part-way until the first rows are drawn, so that rows are still to come.
+        assert wait_for(lambda: (out / "status.json").exists() and _candidates_in(out / "search.h5") > 0, 60)
+        os.kill(search.pid, signal.SIGSTOP)
+        held = _candidates_in(out / "search.h5")
+        assert 0 < held < 48, held
         dash = start(["bqnn.dashboard", str(out), str(other), "--port", "0"])
         line = dash.stdout.readline()
         url = re.search(r"at (http://127\.0\.0\.1:\d+/)", line).group(1)
@@ -47,6 +54,8 @@ def test_the_dashboard_follows_a_running_search_in_a_browser(tmp_path):
             driver.find_element("css selector", "nav button[data-view=candidates]").click()
             assert wait_for(lambda: table_rows(driver) > 0, 30)
             first = table_rows(driver)
+            assert first <= held
+            os.kill(search.pid, signal.SIGCONT)
             assert wait_for(lambda: table_rows(driver) > first, 60), "the table gained no rows while the search ran"
             driver.find_element("css selector", "#cands tbody tr").click()
             assert wait_for(lambda: driver.find_elements("css selector", "#detail svg.block text"), 20)
