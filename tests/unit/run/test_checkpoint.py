@@ -122,7 +122,7 @@ def test_a_schema_2_pnas_file_is_upgraded(tmp_path):
 
 def test_truncated_checkpoint_resumes_from_backup(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "bqnn.search", "--out", str(out), *SIM, "--set", "trainer.sim_seconds=0.1",
+    cmd = [sys.executable, "-m", "bqnn.search", "--out", str(out), *SIM, "--set", "trainer.sim_seconds=0.25",
            "--set", "search.checkpoint_interval=0"]  # a checkpoint at every iteration, however short
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert wait_for(lambda: (out / "search.h5.bak").exists(), 60)  # at least two checkpoints written

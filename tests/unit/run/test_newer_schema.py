@@ -35,7 +35,7 @@ def finished(tmp_path_factory):
     assert run_module("bqnn.search", "--out", str(done), *SIM).returncode == 0
     part = base / "part"  # stopped by SIGTERM once an iteration is in search.h5
     p = subprocess.Popen([sys.executable, "-m", "bqnn.search", "--out", str(part), *SIM, "--set",
-                          "trainer.sim_seconds=0.2"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "trainer.sim_seconds=0.5"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert wait_for(lambda: iteration(part) >= 1, timeout=60)
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 143 and 1 <= iteration(part) < 3
