@@ -30,6 +30,10 @@ simulated trainer. Pruning: bqnn's median rule (rungs 1, 2, 4) and halving rule 
 3), each told the accuracy after every epoch. Bench seeds 100 and up (the table's own seeds are 0-2; nothing is
 tuned on them). Runs land in runs/on-table/table-DIGEST/ (one folder per table contents) and are reused: an
 interrupted bench continues. `--jobs N` runs them in N processes (the same figures as one).
+
+The report ends with the same budgets spent another way: the last RETRAIN (3) trainings' worth of each budget go
+to training the run's 3 best blocks once more on the next of their table seeds, the best mean handed over
+(`Truth.retrained`), and the target with it, against TPE as it is and against TPE retraining too.
 """
 from __future__ import annotations
 
@@ -57,6 +61,7 @@ JOB = ROOT / "jobs" / "landscape.toml"  # the table's recipe as a job file (--jo
 BUDGETS = (50, 100, 200, 500, 1000, 2000)
 SEEDS = 20
 FIRST_SEED = 100
+RETRAIN = 3  # the best blocks a run trains once more before it hands one over (print_retrained)
 
 
 # ------------------------------------------------------------ strategies
@@ -100,25 +105,74 @@ def strategies(args: argparse.Namespace) -> None:
     for (name, pruning), used in sorted(spent.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1])):
         print(f"  {name:<17} {pruning:<8}" + "".join(f"{np.mean(used[b]):>14.0f}" for b in args.budgets))
     pruning_report(runs, truth, names)
-    if "optuna-tpe" in names:
-        tpe = rows.get(("optuna-tpe", "none"))
+    tpe = rows.get(("optuna-tpe", "none"))
+    if tpe is not None:
         print("\nthe target: regret at half of TPE's candidate-epochs <= TPE's regret at the budget, at every budget "
               "(per budget B of TPE's: the regret at B / 2, then TPE's at B)")
-        for (name, pruning), by in sorted(rows.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1])):
-            if tpe is None or name in PEERS:
-                continue
-            verdict, pairs = [], []
-            for budget in args.budgets:
-                half = budget // 2
-                if ("epochs", half) not in by:
-                    continue
-                mine, theirs = float(np.mean(by[("epochs", half)])), float(np.mean(tpe[("epochs", budget)]))
-                verdict.append(mine <= theirs)
-                pairs.append(f"{budget}: {mine:.2f} {'<=' if mine <= theirs else '> '} {theirs:.2f}")
-            if verdict:
-                print(f"  {name:<17} {pruning:<8} {'meets it' if all(verdict) else 'does not'}: at or below TPE's "
-                      f"regret with half its candidate-epochs at {sum(verdict)} of {len(verdict)} budgets "
-                      f"({'; '.join(pairs)})")
+        epochs = {key: {b: v for (cost, b), v in by.items() if cost == "epochs"} for key, by in rows.items()}
+        print_target(epochs, epochs[("optuna-tpe", "none")], names, args.budgets)
+    print_retrained(runs, truth, names, args.budgets)
+
+
+def print_retrained(runs: dict[tuple[str, str, int, int], Trace], truth: Truth, names: list[str],
+                    budgets: list[int]) -> None:
+    """Regret when a run spends the last RETRAIN trainings' worth of its epochs budget on training its RETRAIN best
+    blocks once more (`Truth.retrained`): the same budget, the floor lowered; and the target with it, against TPE as
+    it hands over its best trial and against TPE retraining too."""
+    every = sorted(set(budgets) | {b // 2 for b in budgets})
+    rows: dict[tuple[str, str], dict[int, list[float]]] = {}
+    plain_tpe: dict[int, list[float]] = {}
+    for (name, pruning, seed, b), trace in runs.items():
+        for budget in every:
+            if b in (0, budget) and budget > RETRAIN:
+                mask = trace.at("epochs", truth.budget("epochs", budget - RETRAIN))
+                rows.setdefault((name, pruning), {}).setdefault(budget, []).append(
+                    truth.regret(truth.retrained(trace, mask, seed, RETRAIN)))
+                if (name, pruning) == ("optuna-tpe", "none"):
+                    plain_tpe.setdefault(budget, []).append(
+                        truth.regret(trace.best(trace.at("epochs", truth.budget("epochs", budget)))))
+    print(f"\nretraining the best {RETRAIN}: the last {RETRAIN} trainings' worth of each candidate-epochs budget train "
+          f"the run's {RETRAIN} best blocks once more (the next of their table seeds) and the best mean wins; the "
+          f"floor so (every block once, then its best {RETRAIN} again): "
+          f"{np.mean([retrained_floor(truth, s) for s in sorted({key[2] for key in runs})]):.2f}")
+    print(f"  {'strategy':<17} {'pruning':<8}" + "".join(f"{b:>14}" for b in budgets) + f"{'mean':>8}")
+    for (name, pruning), by in sorted(rows.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1])):
+        cells = [f"{np.mean(by[b]):>7.2f} ({np.std(by[b], ddof=1) / np.sqrt(len(by[b])) if len(by[b]) > 1 else 0:.2f})"
+                 for b in budgets if b in by]
+        mean = np.mean([np.mean(by[b]) for b in budgets if b in by])
+        print(f"  {name:<17} {pruning:<8}" + "".join(f"{c:>14}" for c in cells) + f"{mean:>8.2f}")
+    if ("optuna-tpe", "none") not in rows:
+        return
+    print(f"the target with retraining the best {RETRAIN} within half of TPE's candidate-epochs, against TPE as it "
+          f"hands over its best trial (optuna-tpe, no pruning)")
+    print_target(rows, plain_tpe, names, budgets)
+    print(f"the same against TPE retraining its best {RETRAIN} too")
+    print_target(rows, rows[("optuna-tpe", "none")], names, budgets)
+
+
+def retrained_floor(truth: Truth, seed: int) -> float:
+    """The regret of a run that trained every block once (at the seed the table trainer picks for bench seed
+    `seed`) and then its best RETRAIN blocks again."""
+    table, hashes = truth.table, [h.decode() for h in truth.table.hash]
+    cols = [table.pick(i, candidate_seed(seed, h)) for i, h in enumerate(hashes)]
+    status = np.array([table.status[i, c] if c is not None else Status.ERROR for i, c in enumerate(cols)])
+    acc = np.array([table.accuracy[i, c] if c is not None else 0.0 for i, c in enumerate(cols)])
+    everything = Trace(hashes, status, acc, np.full(len(hashes), float(truth.epochs)), np.zeros(len(hashes)))
+    return truth.regret(truth.retrained(everything, np.array([c is not None for c in cols]), seed, RETRAIN))
+
+
+def print_target(rows: dict[tuple[str, str], dict[int, list[float]]], tpe: dict[int, list[float]], names: list[str],
+                 budgets: list[int]) -> None:
+    """Per configuration of bqnn's: its regret at half of each budget B beside `tpe`'s at B, and at how many it is
+    at or below."""
+    for (name, pruning), by in sorted(rows.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1])):
+        pairs = [(b, float(np.mean(by[b // 2])), float(np.mean(tpe[b]))) for b in budgets if b // 2 in by and b in tpe]
+        if name in PEERS or not pairs:
+            continue
+        met = [mine <= theirs for _, mine, theirs in pairs]
+        said = "; ".join(f"{b}: {m:.2f} {'<=' if m <= t else '> '} {t:.2f}" for b, m, t in pairs)
+        print(f"  {name:<17} {pruning:<8} {'meets it' if all(met) else 'does not'}: at or below TPE's regret with half "
+              f"its candidate-epochs at {sum(met)} of {len(met)} budgets ({said})")
 
 
 def print_ranking(rows: dict[tuple[str, str], dict[tuple[str, int], list[float]]], budgets: list[int]) -> None:

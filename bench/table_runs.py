@@ -28,7 +28,7 @@ from searched import by_id, finished  # noqa: E402
 
 from bqnn.blocks.canon import canonical_hash  # noqa: E402
 from bqnn.config import to_dict  # noqa: E402
-from bqnn.landscape.table import Table  # noqa: E402
+from bqnn.landscape.table import NOT_TRAINED, Table  # noqa: E402
 from bqnn.training.result import Status, candidate_seed  # noqa: E402
 
 RUNS = ROOT / "runs" / "on-table"
@@ -88,6 +88,26 @@ class Truth:
 
     def budget(self, cost: str, trainings: int) -> float:
         return trainings * (self.epochs if cost == "epochs" else self.seconds_per_training)
+
+    def retrained(self, trace: Trace, mask: np.ndarray, search_seed: int, k: int) -> str | None:
+        """The block a run hands over after training its `k` best blocks (by the accuracy it observed within
+        `mask`) once more, on the next of their table seeds after the one the run saw, and ranking them by the mean
+        of their successful trainings: what `bqnn.train --top K`'s re-evaluation buys, at the recipe's cost."""
+        ok = np.nonzero(mask & (trace.status == Status.OK))[0]
+        if not len(ok):
+            return None
+        scores = {}
+        for i in ok[np.argsort(-trace.accuracy[ok], kind="stable")][:k]:
+            h = trace.hashes[i]
+            row = self.table.row(h)
+            seen = self.table.pick(row, candidate_seed(search_seed, h))
+            trained = [int(c) for c in np.nonzero(self.table.status[row] != NOT_TRAINED)[0]]
+            again = trained[(trained.index(seen) + 1) % len(trained)]
+            runs = [float(trace.accuracy[i])]
+            if again != seen and self.table.status[row, again] == Status.OK:
+                runs.append(float(self.table.accuracy[row, again]))
+            scores[h] = float(np.mean(runs))
+        return max(scores, key=lambda h: scores[h])
 
 
 

@@ -89,6 +89,10 @@ def test_strategies_run_on_the_table_and_read_back_the_same(tiny):
             if name in ("random", "evolution", "optuna-random", "optuna-tpe"):  # one run read at both budgets
                 assert large <= small, (name, unit, small, large)
     assert "pruning on the table" in first.stdout and "the target" in first.stdout
+    retrained = first.stdout.split("retraining the best 3:", 1)[1].split("the target with retraining")[0]
+    rows = [line.split() for line in retrained.splitlines()[2:] if line.strip()]
+    assert {(r[0], r[1]) for r in rows} == set(regrets(first.stdout, "candidate-epochs"))
+    assert all(0.0 <= float(c) <= optimum for r in rows for c in r[2:] if not c.startswith("("))
     pooled = bench(tiny, *args, "--jobs", "2", runs="runs-pooled")  # every run made again, in two processes
     assert pooled.returncode == 0, pooled.stderr
     assert pooled.stdout.split("\n", 1)[1] == first.stdout.split("\n", 1)[1]  # all but the dated first line
@@ -137,3 +141,35 @@ def test_the_table_benches_refuse_a_bad_table_in_one_line(tiny, tmp_path, proble
         assert len(r.stderr.strip().splitlines()) == 1 and str(bad) in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "paper").exists()
+
+
+def test_retraining_the_best_few_hands_over_the_block_whose_mean_is_best():
+    """`Truth.retrained` (bench/table_runs.py): a block seen at a lucky seed loses to one that is good at every
+    seed once both are trained again on their next table seed; a failed retraining adds nothing; k = 1 keeps the
+    lucky one."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from table_runs import Trace, Truth
+
+    from bqnn.landscape.table import Table
+
+    hashes = ["00000000a", "00000000b", "00000000c"]  # candidate seed 0 at search seed 0: each block's seed column 0
+    accuracy = np.array([[90.0, 50.0, 52.0], [85.0, 84.0, 83.0], [70.0, 70.0, 70.0]])
+    status = np.zeros((3, 3), dtype=np.int8)
+    table = Table(recipe="{}", seeds=[0, 1, 2], hash=np.array([h.encode() for h in hashes]),
+                  nsc=np.zeros((3, 4, 5), dtype=np.int8), params=np.zeros(3), flops=np.zeros(3), density=np.zeros(3),
+                  status=status, accuracy=accuracy, curve=np.zeros((3, 3, 6)), seconds=np.ones((3, 3)),
+                  restarts=np.zeros((3, 3)))
+    truth = Truth(table)
+    seen = Trace(hashes, np.zeros(3, dtype=int), accuracy[:, 0].copy(), np.full(3, 6.0), np.ones(3))
+    every = np.ones(3, dtype=bool)
+    assert truth.optimum == 84.0 and seen.best(every) == "00000000a" and truth.regret("00000000a") == 20.0
+    assert truth.retrained(seen, every, 0, 1) == "00000000a"  # only the lucky block trained again: 70 > nothing else
+    assert truth.retrained(seen, every, 0, 2) == "00000000b"  # 84.5 beats (90 + 50) / 2
+    status[1, 1] = 1  # B's second training fails: B keeps its 85, still above A's 70
+    assert truth.retrained(seen, every, 0, 2) == "00000000b"
+    status[1, 1] = 0
+    seen.accuracy[1] = 60.0  # B no longer among the best 2 it saw: A (70) against C (70), the first seen wins
+    assert truth.retrained(seen, every, 0, 2) == "00000000a"
+    assert truth.retrained(seen, np.zeros(3, dtype=bool), 0, 2) is None
