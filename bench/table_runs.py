@@ -55,6 +55,14 @@ class Trace:
     epochs: np.ndarray  # epochs trained, restarts included
     seconds: np.ndarray  # the table's seconds (k/E of them for a candidate pruned after k epochs)
 
+    @classmethod
+    def of(cls, candidates: np.ndarray) -> Trace:
+        """The trace of a bqnn search's candidates (search.h5's table): its first trainings of each block, by id."""
+        c = by_id(candidates)
+        c = c[c["repeat"] == 0]
+        return cls([h.decode() for h in c["hash"]], c["status"].astype(int), c["accuracy"].astype(float),
+                   (c["epochs"] + c["restarts"]).astype(float), c["seconds"].astype(float))
+
     def at(self, cost: str, budget: float) -> np.ndarray:
         """Mask of the trainings made within `budget` (candidate-epochs or seconds)."""
         spent = np.cumsum(self.epochs if cost == "epochs" else self.seconds)
@@ -119,10 +127,7 @@ def base_sets(table_path: Path, recipe: dict) -> list[str]:
 
 def bqnn_trace(out: Path, job: Path, sets: list[str]) -> Trace:
     """A bqnn search on the table (run unless finished before): its trainings in id order."""
-    c = by_id(finished(out, job, sets).candidates)
-    c = c[c["repeat"] == 0]
-    return Trace([h.decode() for h in c["hash"]], c["status"].astype(int), c["accuracy"].astype(float),
-                 (c["epochs"] + c["restarts"]).astype(float), c["seconds"].astype(float))
+    return Trace.of(finished(out, job, sets).candidates)
 
 
 def optuna_trace(sampler: str, pruner: str, seed: int, table_path: Path, job: Path, budget: tuple[float, float],
