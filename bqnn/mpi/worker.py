@@ -11,8 +11,10 @@ node's cores as torch threads (unless `trainer.threads` is set).
 Protocol (mpi/wire.py, mpi/manager.py): READY once the data is loaded, then
 for each TASK a RESULT; a STOP ends the loop and gives the exit code. While
 training, the worker polls for STOP once per batch, so a stopping job does not
-wait for the candidate to finish. It sends EPOCH at the end of every epoch (the live status; with the accuracy
+wait for the candidate to finish. It sends EPOCH at the end of an epoch (the live status; with the accuracy
 at a pruning rung) and, with pruning on, polls for PRUNE in the same place, ending the candidate at that rung. A
+rung's epoch is always told; any other at most every EPOCH_EVERY seconds, so that candidates of a few
+milliseconds (simulated ones) do not put a dozen messages ahead of each result on rank 0. A
 stop signal received by this rank is forwarded to rank 0 as SIGNAL. Candidate failures are results (training/result.py);
 waiting is MPI_Iprobe with short sleeps (mpi/backoff.py), not a spinning receive. A simulated worker
 imports no torch (training/factory.py).
@@ -40,14 +42,20 @@ from .backoff import WORKER_WINDOW, Backoff, precise_naps
 from .launch import bind, quiet_bcast
 from .wire import EPOCH_DTYPE, RESULT_DTYPE, Reply, Tag, task_dtype
 
+# An epoch's end without a rung accuracy is told at most this often (s): the fastest live status
+# (search.status_interval >= 0.1 s) shows no more; a real epoch lasts longer and is always told.
+EPOCH_EVERY = 0.1
+
 EMPTY = bytearray(0)
 
 
 class _Worker:
-    def __init__(self, comm: Any, pruning: bool = False) -> None:
+    def __init__(self, comm: Any, pruning: bool = False, every: float = EPOCH_EVERY) -> None:
         self.comm = comm
         self.pruning = pruning
+        self.every = every  # an epoch's end without a rung accuracy is told at most this often, s
         self.current = -1  # the candidate being trained
+        self.told = 0.0  # perf_counter() of its start or of the last epoch told
         self.epoch = np.zeros(1, EPOCH_DTYPE)
         self.rank = comm.Get_rank()
         self.host = socket.gethostname()
@@ -70,9 +78,16 @@ class _Worker:
                 return Halt(int(self.epoch[0]["epoch"]))
         return STOP if self.comm.Iprobe(source=0, tag=Tag.STOP) else None
 
+    def start(self, task_id: int) -> None:
+        self.current, self.told = task_id, time.perf_counter()
+
     def on_epoch(self, epoch: int, accuracy: float | None) -> bool:
         """Tell rank 0 that an epoch ended (the live status), with the accuracy at a rung, and keep training: rank 0
-        answers only to stop the candidate."""
+        answers only to stop the candidate. Without a rung accuracy, only if `every` seconds have passed."""
+        now = time.perf_counter()
+        if accuracy is None and now - self.told < self.every:
+            return False
+        self.told = now
         buf = self.epoch
         buf["id"], buf["epoch"], buf["accuracy"] = self.current, epoch, -1.0 if accuracy is None else accuracy
         self.comm.Send([buf.view(np.uint8), MPI.BYTE], dest=0, tag=Tag.EPOCH)
@@ -141,7 +156,7 @@ def run_worker(comm: Any) -> int:
         if trainer is None:
             raise RuntimeError(f"worker {w.rank}: rank 0 sent a task to a worker that could not start")
         faults.attempt.set(int(rec["attempt"]))
-        w.current = int(rec["id"])
+        w.start(int(rec["id"]))
         started = time.time()
         try:
             nsc = from_array(rec["nsc"], cfg.space.max_index)
