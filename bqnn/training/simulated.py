@@ -147,18 +147,31 @@ class SimulatedTrainer:
         return result
 
     def _by_epoch(self, nsc: NSC, start: float, duration: float, poll: Poll, on_epoch: OnEpoch) -> TrainResult:
+        """Sleep to the next rung's end (or the last epoch's), waking every SLICE to look for a stop, and tell the
+        epochs that ended meanwhile in order: a rung at its very end (rank 0 may prune there), the others when the
+        sleeper wakes. A simulated epoch of a few milliseconds so costs no wake-up of its own: with one per epoch,
+        128 workers of 0.3 s tasks on 2 cores took the cores rank 0 needs (bench/mpi.py, K = 129)."""
         epochs = self.t.epochs
         curve = simulated_curve(nsc, epochs)  # its last point is simulated_accuracy(nsc)
+        ends = [start + duration * e / epochs for e in range(1, epochs + 1)]
+        stops = sorted({r for r in self.rungs if r < epochs} | {epochs})
         reported: list[float] = []
-        for epoch in range(1, epochs + 1):
-            halt = _sleep_until(start + duration * epoch / epochs, poll) or ask(poll)  # once an epoch at least
+        epoch = 0  # epochs told
+        while epoch < epochs:
+            left = ends[next(r for r in stops if r > epoch) - 1] - time.perf_counter()
+            if left > 0:
+                time.sleep(min(left, SLICE))
+            halt = ask(poll)  # once a wake-up at least, as a real trainer looks once a batch
             if halt:
                 return pruned_result(self.rungs, reported, halt)
-            if epoch in self.rungs:
-                reported.append(curve[epoch - 1])
-            told = curve[epoch - 1] if epoch in self.rungs else None
-            if on_epoch is not None and on_epoch(epoch, told) and told is not None:
-                return pruned_result(self.rungs, reported, epoch)
+            now = time.perf_counter()
+            while epoch < epochs and ends[epoch] <= now:
+                epoch += 1
+                told = curve[epoch - 1] if epoch in self.rungs else None
+                if told is not None:
+                    reported.append(told)
+                if on_epoch is not None and on_epoch(epoch, told) and told is not None:
+                    return pruned_result(self.rungs, reported, epoch)
         return TrainResult(Status.OK, accuracy=curve[-1], epochs=epochs, rungs=reported)
 
 
