@@ -13,8 +13,9 @@ for each TASK a RESULT; a STOP ends the loop and gives the exit code. While
 training, the worker polls for STOP once per batch, so a stopping job does not
 wait for the candidate to finish. It sends EPOCH at the end of an epoch (the live status; with the accuracy
 at a pruning rung) and, with pruning on, polls for PRUNE in the same place, ending the candidate at that rung. A
-rung's epoch is always told; any other at most every EPOCH_EVERY seconds, so that candidates of a few
-milliseconds (simulated ones) do not put a dozen messages ahead of each result on rank 0. A
+rung's epoch is always told; any other at most every half `search.status_interval` (the live status is written
+that often: 1 s by default), so that short candidates (simulated ones) do not put a dozen messages ahead of each
+result on rank 0. A
 stop signal received by this rank is forwarded to rank 0 as SIGNAL. Candidate failures are results (training/result.py);
 waiting is MPI_Iprobe with short sleeps (mpi/backoff.py), not a spinning receive. A simulated worker
 imports no torch (training/factory.py).
@@ -42,15 +43,11 @@ from .backoff import WORKER_WINDOW, Backoff, precise_naps
 from .launch import bind, quiet_bcast
 from .wire import EPOCH_DTYPE, RESULT_DTYPE, Reply, Tag, task_dtype
 
-# An epoch's end without a rung accuracy is told at most this often (s): the fastest live status
-# (search.status_interval >= 0.1 s) shows no more; a real epoch lasts longer and is always told.
-EPOCH_EVERY = 0.1
-
 EMPTY = bytearray(0)
 
 
 class _Worker:
-    def __init__(self, comm: Any, pruning: bool = False, every: float = EPOCH_EVERY) -> None:
+    def __init__(self, comm: Any, pruning: bool = False, every: float = 0.0) -> None:
         self.comm = comm
         self.pruning = pruning
         self.every = every  # an epoch's end without a rung accuracy is told at most this often, s
@@ -123,7 +120,7 @@ def run_worker(comm: Any) -> int:
         return 2
     index, per_node = plan.slots[comm.Get_rank()]
     pruning = cfg.pruning.rule != "none"
-    w = _Worker(comm, pruning)
+    w = _Worker(comm, pruning, every=cfg.search.status_interval / 2)  # the status shows no more
     precise_naps()
     for s in STOP_SIGNALS:
         signal.signal(s, w.on_signal)
