@@ -105,32 +105,28 @@ def strategies(args: argparse.Namespace) -> None:
     for (name, pruning), used in sorted(spent.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1])):
         print(f"  {name:<17} {pruning:<8}" + "".join(f"{np.mean(used[b]):>14.0f}" for b in args.budgets))
     pruning_report(runs, truth, names)
-    tpe = rows.get(("optuna-tpe", "none"))
+    epochs = {key: {b: v for (cost, b), v in by.items() if cost == "epochs"} for key, by in rows.items()}
+    tpe = epochs.get(("optuna-tpe", "none"))
     if tpe is not None:
         print("\nthe target: regret at half of TPE's candidate-epochs <= TPE's regret at the budget, at every budget "
               "(per budget B of TPE's: the regret at B / 2, then TPE's at B)")
-        epochs = {key: {b: v for (cost, b), v in by.items() if cost == "epochs"} for key, by in rows.items()}
-        print_target(epochs, epochs[("optuna-tpe", "none")], names, args.budgets)
-    print_retrained(runs, truth, names, args.budgets)
+        print_target(epochs, tpe, names, args.budgets)
+    print_retrained(runs, truth, names, args.budgets, tpe)
 
 
 def print_retrained(runs: dict[tuple[str, str, int, int], Trace], truth: Truth, names: list[str],
-                    budgets: list[int]) -> None:
+                    budgets: list[int], plain_tpe: dict[int, list[float]] | None) -> None:
     """Regret when a run spends the last RETRAIN trainings' worth of its epochs budget on training its RETRAIN best
     blocks once more (`Truth.retrained`): the same budget, the floor lowered; and the target with it, against TPE as
-    it hands over its best trial and against TPE retraining too."""
+    it hands over its best trial (`plain_tpe`: its regrets by budget) and against TPE retraining too."""
     every = sorted(set(budgets) | {b // 2 for b in budgets})
     rows: dict[tuple[str, str], dict[int, list[float]]] = {}
-    plain_tpe: dict[int, list[float]] = {}
     for (name, pruning, seed, b), trace in runs.items():
         for budget in every:
             if b in (0, budget) and budget > RETRAIN:
                 mask = trace.at("epochs", truth.budget("epochs", budget - RETRAIN))
                 rows.setdefault((name, pruning), {}).setdefault(budget, []).append(
                     truth.regret(truth.retrained(trace, mask, seed, RETRAIN)))
-                if (name, pruning) == ("optuna-tpe", "none"):
-                    plain_tpe.setdefault(budget, []).append(
-                        truth.regret(trace.best(trace.at("epochs", truth.budget("epochs", budget)))))
     print(f"\nretraining the best {RETRAIN}: the last {RETRAIN} trainings' worth of each candidate-epochs budget train "
           f"the run's {RETRAIN} best blocks once more (the next of their table seeds) and the best mean wins; the "
           f"floor so (every block once, then its best {RETRAIN} again): "
@@ -141,7 +137,7 @@ def print_retrained(runs: dict[tuple[str, str, int, int], Trace], truth: Truth, 
                  for b in budgets if b in by]
         mean = np.mean([np.mean(by[b]) for b in budgets if b in by])
         print(f"  {name:<17} {pruning:<8}" + "".join(f"{c:>14}" for c in cells) + f"{mean:>8.2f}")
-    if ("optuna-tpe", "none") not in rows:
+    if plain_tpe is None or ("optuna-tpe", "none") not in rows:
         return
     print(f"the target with retraining the best {RETRAIN} within half of TPE's candidate-epochs, against TPE as it "
           f"hands over its best trial (optuna-tpe, no pruning)")
@@ -150,15 +146,20 @@ def print_retrained(runs: dict[tuple[str, str, int, int], Trace], truth: Truth, 
     print_target(rows, rows[("optuna-tpe", "none")], names, budgets)
 
 
-def retrained_floor(truth: Truth, seed: int) -> float:
-    """The regret of a run that trained every block once (at the seed the table trainer picks for bench seed
-    `seed`) and then its best RETRAIN blocks again."""
+def every_block_once(truth: Truth, seed: int) -> tuple[Trace, np.ndarray]:
+    """A run that trained every block once, each at the training the table trainer answers bench seed `seed`'s
+    candidates with; and the mask of the blocks that have one."""
     table, hashes = truth.table, [h.decode() for h in truth.table.hash]
     cols = [table.pick(i, candidate_seed(seed, h)) for i, h in enumerate(hashes)]
     status = np.array([table.status[i, c] if c is not None else Status.ERROR for i, c in enumerate(cols)])
     acc = np.array([table.accuracy[i, c] if c is not None else 0.0 for i, c in enumerate(cols)])
-    everything = Trace(hashes, status, acc, np.full(len(hashes), float(truth.epochs)), np.zeros(len(hashes)))
-    return truth.regret(truth.retrained(everything, np.array([c is not None for c in cols]), seed, RETRAIN))
+    trace = Trace(hashes, status, acc, np.full(len(hashes), float(truth.epochs)), np.zeros(len(hashes)))
+    return trace, np.array([c is not None for c in cols])
+
+
+def retrained_floor(truth: Truth, seed: int) -> float:
+    """The regret of a run that trained every block once and then its best RETRAIN blocks again."""
+    return truth.regret(truth.retrained(*every_block_once(truth, seed), seed, RETRAIN))
 
 
 def print_target(rows: dict[tuple[str, str], dict[int, list[float]]], tpe: dict[int, list[float]], names: list[str],
@@ -186,14 +187,8 @@ def print_ranking(rows: dict[tuple[str, str], dict[tuple[str, int], list[float]]
 
 def print_floor(truth: Truth, seeds: list[int]) -> None:
     """The floor drawn at random, and with the very seeds the table trainer picks for these bench seeds."""
-    table = truth.table
     low, share = floor(truth)
-    hashes = [h.decode() for h in table.hash]
-    acc = observed(table)
-    ours = []
-    for s in seeds:  # each block at the training the table trainer answers this bench seed's candidates with
-        cols = [table.pick(i, candidate_seed(s, h)) for i, h in enumerate(hashes)]
-        ours.append(truth.regret(hashes[int(np.argmax([acc[i, c] for i, c in enumerate(cols)]))]))
+    ours = [truth.regret(once.best(mask)) for once, mask in (every_block_once(truth, s) for s in seeds)]
     print(f"the floor: every block trained once (one of its seeds, drawn) and the best observed kept: regret "
           f"{low:.2f} on average, the optimum itself kept in {share:.0%} of 10,000 draws; with the seeds the table "
           f"trainer picks for bench seeds {seeds[0]}-{seeds[-1]}: {np.mean(ours):.2f} (the optimum kept on "
